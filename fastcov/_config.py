@@ -1,0 +1,28 @@
+"""Tunables shared by the backends.
+
+Every number here changes speed only, never a result's meaning; but the block partition
+also fixes the order in which J is summed, so it depends on the input's shape alone and
+never on the thread count (that is what makes J bit-identical across thread counts).
+"""
+
+#: Upper bound on the float64 scratch a CPU block keeps per agent row (N x block states):
+#: 16384 doubles = 128 KiB, so a block's prefix products stay in L2 between the forward
+#: and the backward pass and the block touches main memory once.
+BLOCK_SCRATCH_ELEMENTS = 16384
+
+#: Smallest and largest number of states in one CPU block.
+MIN_BLOCK_STATES = 256
+MAX_BLOCK_STATES = 4096
+
+#: Number of chunks (groups of consecutive blocks) the CPU work is split into, at most.
+#: Each chunk owns its scratch and, for policy_gradient, an (N, P) partial sum, so the
+#: extra memory of policy_gradient is at most MAX_CHUNKS * N * P doubles.
+MAX_CHUNKS = 256
+
+
+def block_states(n_agents: int) -> int:
+    """States per CPU block for ``n_agents`` agents: a power of two in the configured range."""
+    size = MAX_BLOCK_STATES
+    while size > MIN_BLOCK_STATES and size * max(n_agents, 1) > BLOCK_SCRATCH_ELEMENTS:
+        size //= 2
+    return size

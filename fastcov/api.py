@@ -1,0 +1,371 @@
+"""The public functions: validation, shape handling and dispatch to a backend.
+
+Every function takes ``mu`` of shape (N, *state_shape) -- agents first, then any number of
+state axes -- and returns results with the state shape. NumPy arrays of any real dtype are
+accepted: float32 stays float32, every other real dtype becomes float64. Backends see a
+C-contiguous (N, S) view and write into caller-shaped outputs; they never allocate g.
+"""
+
+import importlib
+import math
+import numbers
+
+import numpy as np
+
+from ._errors import InvalidValues
+
+__all__ = [
+    "coverage",
+    "entropy",
+    "state_weights",
+    "grad",
+    "value_and_grad",
+    "policy_gradient",
+    "available_backends",
+]
+
+BACKENDS = ("auto", "cpu", "cuda", "numpy")
+
+
+def coverage(mu, *, out=None, backend="auto", check=True):
+    """Team coverage mu(s) = 1 - prod_j (1 - mu_j(s)).
+
+    Parameters
+    ----------
+    mu : array_like, shape (N, *state_shape)
+        Per-agent coverage probabilities in [0, 1], agents first. Any real dtype: float32
+        stays float32, others become float64. Non-contiguous input is copied once.
+    out : ndarray, shape state_shape, optional
+        Array to write the result into; must have the result dtype exactly.
+    backend : {"auto", "cpu", "numpy", "cuda"}
+        "auto" picks "cpu" for NumPy input. "numpy" is the readable reference.
+    check : bool
+        Verify every value lies in [0, 1] (fused into the kernel: no extra pass).
+
+    Returns
+    -------
+    ndarray, shape state_shape
+        mu(s), with full relative accuracy even where every mu_j(s) is tiny (no 1 - prod
+        cancellation). ``out`` itself when given. N = 0 gives zeros.
+
+    Raises
+    ------
+    ValueError
+        A NaN, an infinity or a value outside [0, 1] (the message names the first bad
+        agent, state and value), ``mu`` with no axis, or an ``out`` of the wrong shape or
+        dtype. If raised, the contents of ``out`` are unspecified.
+    TypeError
+        Complex, object, string or other non-real ``mu``.
+    """
+    call = _Call(mu, backend)
+    return call.finish_states(out, lambda kernel_out: call.module.coverage(call.mu, kernel_out, check))
+
+
+def entropy(mu, *, backend="auto", check=True):
+    """Coverage entropy J = sum_s -mu(s) log mu(s), with 0 log 0 = 0 (natural log).
+
+    Parameters
+    ----------
+    mu : array_like, shape (N, *state_shape)
+        As for :func:`coverage`.
+    backend, check
+        As for :func:`coverage`.
+
+    Returns
+    -------
+    float
+        J, summed blockwise and exactly across blocks (relative error <= 1e-12 at 1e8
+        states), accumulated in float64 for float32 input too; bit-identical on every
+        call with the same input and backend, whatever the thread count. 0 when S = 0 or
+        N = 0.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As for :func:`coverage`.
+    """
+    call = _Call(mu, backend)
+    return call.run(lambda: call.module.entropy(call.mu, check))
+
+
+def state_weights(mu, eps=0.0, *, out=None, backend="auto", check=True):
+    """State weight c(s) = (log mu(s) + 1)(1 - mu(s)) of Theorem 1, the same for every agent.
+
+    Theorem 1: grad_{theta_i} J = sum_s c(s) grad_{theta_i} log(1 - mu_i(s)). Hence, with c
+    held constant (no gradient through it), the surrogate
+
+        L_i = sum_s c(s) log(1 - mu_i(s))
+
+    has grad_{theta_i} L_i = grad_{theta_i} J. For example, in PyTorch::
+
+        c = torch.as_tensor(fastcov.state_weights(mu.detach().numpy(), eps=1e-12))
+        loss = -(c * torch.log1p(-mu_model)).sum()   # ascend J by descending -L
+        loss.backward()
+
+    Parameters
+    ----------
+    mu : array_like, shape (N, *state_shape)
+        As for :func:`coverage`.
+    eps : float in [0, 1]
+        Clamp mu(s) from below to ``eps`` inside the logarithm (only there: 1 - mu(s) is
+        not clamped). With ``eps = 0`` a state no agent covers has c(s) = -inf, the true
+        limit; ``eps > 0`` keeps it finite.
+    out, backend, check
+        As for :func:`coverage`.
+
+    Returns
+    -------
+    ndarray, shape state_shape
+        c(s). 1 - mu(s) enters as the product prod_j (1 - mu_j(s)) itself and log mu(s) as
+        log1p(-prod) where mu(s) > 1/2, so both keep full precision. Where some
+        mu_i(s) = 1, c(s) = 0.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As for :func:`coverage`; ValueError also for ``eps`` outside [0, 1] or NaN.
+    """
+    eps = _check_eps(eps)
+    call = _Call(mu, backend)
+    return call.finish_states(
+        out, lambda kernel_out: call.module.state_weights(call.mu, eps, kernel_out, check)
+    )
+
+
+def grad(mu, eps=0.0, *, out=None, backend="auto", check=True):
+    """Per-agent coefficients g_i(s) = dJ/dmu_i(s) = -(log mu(s) + 1) prod_{j != i} (1 - mu_j(s)).
+
+    With them, grad_{theta_i} J = sum_s g_i(s) grad_{theta_i} mu_i(s) for any model of mu_i.
+
+    Parameters
+    ----------
+    mu : array_like, shape (N, *state_shape)
+        As for :func:`coverage`.
+    eps : float in [0, 1]
+        Clamp mu(s) from below to ``eps`` inside the logarithm. With ``eps = 0`` a state no
+        agent covers has g_i(s) = +inf for every i (the true derivative).
+    out : ndarray, shape (N, *state_shape), optional
+        Array to write g into, of the result dtype. It may be ``mu`` itself (the input is
+        then read before it is overwritten).
+    backend, check
+        As for :func:`coverage`.
+
+    Returns
+    -------
+    ndarray, shape (N, *state_shape)
+        g. The leave-one-out product is computed as prefix x suffix products, never as a
+        division by 1 - mu_i(s): where mu_i(s) = 1, g_i(s) = -prod_{j != i} (1 - mu_j(s))
+        exactly and every other agent's g_j(s) = 0.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As for :func:`state_weights`.
+    """
+    return value_and_grad(mu, eps, out=out, backend=backend, check=check)[1]
+
+
+def value_and_grad(mu, eps=0.0, *, out=None, backend="auto", check=True):
+    """J and g in one pass over ``mu``: ``(entropy(mu), grad(mu, eps))``.
+
+    ``eps`` clamps the logarithm of the gradient only; J is always the unclamped entropy.
+    Parameters, results and errors are those of :func:`entropy` and :func:`grad`.
+
+    Returns
+    -------
+    (float, ndarray of shape (N, *state_shape))
+    """
+    eps = _check_eps(eps)
+    call = _Call(mu, backend)
+    gradient, value = call.finish(
+        out,
+        call.mu.shape,
+        (call.mu.shape[0], *call.shape),
+        call.dtype,
+        lambda kernel_out: call.module.value_and_grad(call.mu, eps, kernel_out, check),
+    )
+    return value, gradient
+
+
+def policy_gradient(mu, dmu, *, eps=0.0, out=None, backend="auto", check=True):
+    """Policy gradient sum_s g_i(s) dmu[i, s, p] for models with few parameters per agent.
+
+    g is never materialised: each block of states is contracted with ``dmu`` as soon as
+    its g is known, so the extra memory is O(N x P) per chunk, not O(N x S).
+
+    Parameters
+    ----------
+    mu : array_like, shape (N, *state_shape)
+        As for :func:`coverage`.
+    dmu : array_like, shape (N, S, P)
+        Dense Jacobian dmu_i(s) / dtheta_i[p], state axes flattened in C order
+        (``jac.reshape(N, -1, P)``). Real dtype; must be finite when ``check``.
+    eps : float in [0, 1]
+        As for :func:`grad`. Pass ``eps > 0`` when some state may be uncovered: there
+        g = +inf, and inf x 0 in the contraction would give NaN.
+    out : ndarray, shape (N, P), optional
+        Of the result dtype: float32 when both inputs are float32, else float64.
+    backend, check
+        As for :func:`coverage`.
+
+    Returns
+    -------
+    ndarray, shape (N, P)
+        Row i is grad_{theta_i} J. Accumulated in float64; chunk partial sums are merged
+        in a fixed order, so the result is bit-identical across thread counts.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`grad`, and for a ``dmu`` of the wrong shape or, when ``check``, with
+        a NaN or infinity (the message names its position).
+    TypeError
+        Non-real ``mu`` or ``dmu``.
+    """
+    eps = _check_eps(eps)
+    jacobian = _real_array(dmu, "dmu")
+    call = _Call(mu, backend, float32_allowed=jacobian.dtype == np.float32)
+    n_agents, n_states = call.mu.shape
+    if jacobian.ndim != 3 or jacobian.shape[:2] != (n_agents, n_states):
+        raise ValueError(
+            f"dmu has shape {jacobian.shape}; expected (N, S, P) = ({n_agents}, {n_states}, P) "
+            f"for mu of shape {(n_agents, *call.shape)} (flatten the state axes: "
+            "dmu.reshape(N, -1, P))"
+        )
+    call.dmu = np.ascontiguousarray(jacobian, dtype=call.dtype)
+    shape = (n_agents, jacobian.shape[2])
+    return call.finish(
+        out,
+        shape,
+        shape,
+        call.dtype,
+        lambda kernel_out: call.module.policy_gradient(call.mu, call.dmu, eps, kernel_out, check),
+    )[0]
+
+
+def available_backends():
+    """Names of the backends that can run here, in preference order (e.g. ``["cpu", "numpy"]``)."""
+    names = []
+    for name in ("cuda", "cpu", "numpy"):
+        try:
+            _backend_module(name)
+        except (ImportError, RuntimeError):
+            continue
+        names.append(name)
+    return names
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class _Call:
+    """One public call: the canonical (N, S) input, its state shape and the backend."""
+
+    def __init__(self, mu, backend, float32_allowed=True):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+        if backend == "auto":
+            backend = "cuda" if _is_device_array(mu) else "cpu"
+        self.module = _backend_module(backend)
+        array = _real_array(mu, "mu")
+        if array.ndim == 0:
+            raise ValueError("mu must have shape (N, *state_shape), agents first; got a scalar")
+        self.dtype = np.float32 if array.dtype == np.float32 and float32_allowed else np.float64
+        self.shape = array.shape[1:]
+        n_states = math.prod(self.shape)
+        self.mu = np.ascontiguousarray(array, dtype=self.dtype).reshape(array.shape[0], n_states)
+        self.dmu = None
+
+    def run(self, kernel):
+        """Run ``kernel()``, turning a backend's InvalidValues into a located ValueError."""
+        try:
+            return kernel()
+        except InvalidValues as error:
+            raise ValueError(self._locate(error.array)) from None
+
+    def finish_states(self, out, kernel):
+        """Run ``kernel(buffer)`` that writes a per-state result; return it as state_shape."""
+        return self.finish(out, (self.mu.shape[1],), self.shape, self.dtype, kernel)[0]
+
+    def finish(self, out, kernel_shape, shape, dtype, kernel):
+        """Run ``kernel(buffer)`` writing a ``kernel_shape`` result; return the result as
+        ``shape`` and the kernel's own return value.
+
+        The buffer is ``out`` itself when it is C-contiguous and shares no memory with the
+        inputs; otherwise a temporary, copied into ``out`` after the kernel succeeds (so an
+        in-place call such as ``grad(mu, out=mu)`` reads mu before overwriting it).
+        """
+        if out is None:
+            buffer = np.empty(kernel_shape, dtype)
+            return buffer.reshape(shape), self.run(lambda: kernel(buffer))
+        _check_out(out, shape, dtype)
+        direct = out.flags.c_contiguous and not any(
+            np.may_share_memory(out, x) for x in (self.mu, self.dmu) if x is not None
+        )
+        buffer = out.reshape(kernel_shape) if direct else np.empty(kernel_shape, dtype)
+        value = self.run(lambda: kernel(buffer))
+        if not direct:
+            np.copyto(out, buffer.reshape(shape))
+        return out, value
+
+    def _locate(self, array_name):
+        """The message for the first bad value, in C order, of ``mu`` or ``dmu``."""
+        if array_name == "mu":
+            bad = ~((self.mu >= 0.0) & (self.mu <= 1.0))
+            agent, state = np.unravel_index(int(np.argmax(bad)), self.mu.shape)
+            position = np.unravel_index(state, self.shape) if self.shape else ()
+            value = float(self.mu[agent, state])
+            index = ", ".join(str(int(k)) for k in (agent, *position))
+            return (
+                f"mu[{index}] = {value!r} is not a probability in [0, 1] "
+                f"(agent {agent}, state {tuple(int(k) for k in position)})"
+            )
+        bad = ~np.isfinite(self.dmu)
+        agent, state, parameter = np.unravel_index(int(np.argmax(bad)), self.dmu.shape)
+        value = float(self.dmu[agent, state, parameter])
+        return (
+            f"dmu[{agent}, {state}, {parameter}] = {value!r} is not finite "
+            f"(agent {agent}, state {state}, parameter {parameter})"
+        )
+
+
+def _backend_module(name):
+    if name == "cuda":
+        raise RuntimeError(
+            "the CUDA backend is not available in this version of fastcov; "
+            "use backend='cpu' (or 'auto') with NumPy arrays"
+        )
+    return importlib.import_module(f"fastcov.{'reference' if name == 'numpy' else name}")
+
+
+def _is_device_array(x):
+    return hasattr(x, "__cuda_array_interface__") and not isinstance(x, np.ndarray)
+
+
+def _real_array(x, name):
+    array = np.asarray(x)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold real numbers (bool, integer or float); got dtype {array.dtype}"
+        )
+    return array
+
+
+def _check_eps(eps):
+    if not isinstance(eps, numbers.Real) or isinstance(eps, bool):
+        raise TypeError(f"eps must be a real number, not {type(eps).__name__}")
+    eps = float(eps)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"eps must lie in [0, 1]; got {eps!r}")
+    return eps
+
+
+def _check_out(out, shape, dtype):
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, not {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out has shape {out.shape}; expected {tuple(shape)}")
+    if out.dtype != dtype:
+        raise ValueError(f"out has dtype {out.dtype}; expected {np.dtype(dtype)}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
