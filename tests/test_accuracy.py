@@ -1,0 +1,56 @@
+"""Every backend against the 50-digit mpmath oracle, to the tolerances of SPEC section 2."""
+
+import numpy as np
+import pytest
+from conftest import hard_inputs
+from exact import exact, weight_factor
+from tolerance import assert_close
+
+import fastcov
+
+
+def _check_all(mu, backend, eps=0.0):
+    dtype = mu.dtype.type
+    n_agents = mu.shape[0]
+    value, coverage, weights, grads = exact(mu, eps)
+    factor = weight_factor(mu, eps)
+    assert_close(fastcov.coverage(mu, backend=backend), coverage, dtype, "coverage")
+    assert_close(fastcov.entropy(mu, backend=backend), value, dtype, "entropy")
+    assert_close(
+        fastcov.state_weights(mu, eps, backend=backend), weights, dtype, "weights", n_agents, factor
+    )
+    J, g = fastcov.value_and_grad(mu, eps, backend=backend)
+    assert_close(J, value, dtype, "entropy")
+    assert_close(g, np.array(grads).reshape(mu.shape), dtype, "grad", n_agents, factor)
+
+
+@pytest.mark.parametrize("n_agents", [1, 2, 3, 4, 5, 8, 13, 32])
+def test_hard_inputs_match_mpmath(backend, dtype, n_agents):
+    mu = hard_inputs(n_agents, 240, seed=n_agents, dtype=dtype)
+    _check_all(mu, backend)
+
+
+@pytest.mark.parametrize("eps", [1e-300, 1e-12, 0.05, 1.0])
+def test_eps_clamps_only_the_weights_log(backend, eps):
+    mu = hard_inputs(4, 200, seed=7)
+    _check_all(mu, backend, eps)
+
+
+@pytest.mark.parametrize("exponent", [-300, -200, -100, -30, -16, -9])
+def test_tiny_coverage_keeps_relative_accuracy(backend, exponent):
+    # 1 - prod(1 - mu_j) would cancel to 0 (or to one ulp of 1) here.
+    rng = np.random.default_rng(-exponent)
+    mu = 10.0 ** (exponent + rng.uniform(-1, 1, size=(32, 50)))
+    _, coverage, _, _ = exact(mu)
+    assert_close(fastcov.coverage(mu, backend=backend), coverage, np.float64, "coverage")
+    assert np.all(fastcov.coverage(mu, backend=backend) > 0)
+
+
+def test_near_one_coverage_uses_log1p(backend):
+    # mu(s) = 1 - 1e-12: log mu(s) ~ -1e-12 must keep its digits, so does -mu log mu.
+    mu = np.full((2, 3), 1.0 - np.sqrt(1e-12))
+    mu[:, 1] = 1.0 - np.sqrt(1e-300)
+    mu[:, 2] = 1.0 - np.sqrt(0.3)
+    value, _, weights, _ = exact(mu)
+    assert_close(fastcov.entropy(mu, backend=backend), value, np.float64, "entropy")
+    assert_close(fastcov.state_weights(mu, backend=backend), weights, np.float64, "weights")

@@ -1,0 +1,85 @@
+"""The CPU kernels against the NumPy reference, including hypothesis property tests."""
+
+import numpy as np
+import pytest
+from conftest import hard_inputs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from tolerance import assert_close
+
+import fastcov
+
+probability = st.one_of(
+    st.floats(0.0, 1.0, allow_subnormal=True),
+    st.sampled_from([0.0, -0.0, 1.0, 5e-324, 1e-300, 0.5, 1.0 - 2**-53]),
+)
+
+
+def _weight_factor(mu, eps=0.0):
+    m = fastcov.coverage(mu, backend="numpy").astype(np.float64)
+    with np.errstate(divide="ignore"):
+        return np.abs(np.log(np.maximum(m, eps)) + 1.0)
+
+
+def _agree(mu, eps=0.0, dmu=None):
+    dtype = mu.dtype.type if mu.dtype == np.float32 else np.float64
+    n_agents = mu.shape[0]
+    factor = _weight_factor(mu, eps)
+    for name, quantity in (("coverage", "coverage"), ("entropy", "entropy")):
+        f = getattr(fastcov, name)
+        assert_close(f(mu, backend="cpu"), f(mu, backend="numpy"), dtype, quantity)
+    assert_close(
+        fastcov.state_weights(mu, eps, backend="cpu"),
+        fastcov.state_weights(mu, eps, backend="numpy"),
+        dtype,
+        "weights",
+        n_agents,
+        factor,
+    )
+    J_cpu, g_cpu = fastcov.value_and_grad(mu, eps, backend="cpu")
+    J_ref, g_ref = fastcov.value_and_grad(mu, eps, backend="numpy")
+    assert_close(J_cpu, J_ref, dtype, "entropy")
+    assert_close(g_cpu, g_ref, dtype, "grad", n_agents, factor)
+    assert g_cpu.dtype == g_ref.dtype == dtype
+
+
+@given(
+    hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(0, 9), st.integers(0, 40)),
+        elements=probability,
+    ),
+    st.sampled_from([0.0, 1e-9]),
+)
+@settings(deadline=None, max_examples=150)
+def test_property_cpu_matches_reference(mu, eps):
+    _agree(mu, eps)
+
+
+@given(
+    hnp.arrays(
+        np.float32,
+        st.tuples(st.integers(1, 6), st.integers(1, 30)),
+        elements=st.floats(0.0, 1.0, width=32),
+    )
+)
+@settings(deadline=None, max_examples=80)
+def test_property_float32(mu):
+    _agree(mu)
+
+
+@pytest.mark.parametrize("n_agents", [1, 3, 4, 5, 7, 8, 9, 16, 33])
+@pytest.mark.parametrize("n_states", [1, 255, 4097, 70001])
+def test_block_edges_and_agent_groups(n_agents, n_states, dtype):
+    # Crosses the 4-agent grouping and the block/chunk boundaries of the CPU kernels.
+    _agree(hard_inputs(n_agents, n_states, seed=n_agents * n_states, dtype=dtype), eps=1e-12)
+
+
+def test_many_chunks_policy_gradient_matches_reference():
+    rng = np.random.default_rng(3)
+    mu = hard_inputs(5, 300_001, seed=3)
+    dmu = rng.standard_normal((5, 300_001, 3))
+    a = fastcov.policy_gradient(mu, dmu, eps=1e-9, backend="cpu")
+    b = fastcov.policy_gradient(mu, dmu, eps=1e-9, backend="numpy")
+    np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-9 * np.abs(b).max())

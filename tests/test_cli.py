@@ -1,0 +1,36 @@
+import subprocess
+import sys
+
+import numpy as np
+
+import fastcov
+
+
+def _fastcov(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "fastcov", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_info_lists_backends():
+    result = _fastcov("info")
+    assert result.returncode == 0, result.stderr
+    assert f"fastcov {fastcov.__version__}" in result.stdout
+    assert "backends: cpu, numpy" in result.stdout
+
+
+def test_run_prints_entropy_and_saves_gradient(tmp_path):
+    mu = np.random.default_rng(0).random((3, 8, 8))
+    np.save(tmp_path / "mu.npy", mu)
+    result = _fastcov("run", str(tmp_path / "mu.npy"), "-o", str(tmp_path / "g.npy"))
+    assert result.returncode == 0, result.stderr
+    J, g = fastcov.value_and_grad(mu)
+    assert f"J = {J!r}" in result.stdout
+    np.testing.assert_array_equal(np.load(tmp_path / "g.npy"), g)
+
+
+def test_run_reports_bad_input(tmp_path):
+    np.save(tmp_path / "mu.npy", np.array([[0.5, 2.0]]))
+    result = _fastcov("run", str(tmp_path / "mu.npy"))
+    assert result.returncode == 1
+    assert "mu[0, 1] = 2.0" in result.stderr

@@ -1,0 +1,104 @@
+"""Bad input: the right exception, with the offending position in the message."""
+
+import re
+
+import numpy as np
+import pytest
+
+import fastcov
+
+FUNCTIONS = [
+    lambda mu, **kw: fastcov.coverage(mu, **kw),
+    lambda mu, **kw: fastcov.entropy(mu, **kw),
+    lambda mu, **kw: fastcov.state_weights(mu, **kw),
+    lambda mu, **kw: fastcov.grad(mu, **kw),
+    lambda mu, **kw: fastcov.value_and_grad(mu, **kw),
+    lambda mu, **kw: fastcov.policy_gradient(mu, np.ones((mu.shape[0], mu[0].size, 2)), **kw),
+]
+IDS = ["coverage", "entropy", "state_weights", "grad", "value_and_grad", "policy_gradient"]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS, ids=IDS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, -0.25, 1.0000000000000002, 7.0])
+def test_out_of_range_names_the_first_bad_position(backend, function, bad):
+    mu = np.full((4, 3, 5), 0.5)
+    mu[2, 1, 3] = bad
+    mu[3, 0, 0] = bad  # a later one (in C order) must not be the one reported
+    with pytest.raises(ValueError) as info:
+        function(mu, backend=backend)
+    message = str(info.value)
+    assert "mu[2, 1, 3]" in message and "agent 2" in message and "state (1, 3)" in message
+    assert repr(float(bad)) in message
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_bad_jacobian_names_its_position(backend, bad):
+    dmu = np.ones((2, 6, 3))
+    dmu[1, 4, 2] = bad
+    with pytest.raises(ValueError, match=re.escape("dmu[1, 4, 2]")):
+        fastcov.policy_gradient(np.full((2, 6), 0.5), dmu, backend=backend)
+
+
+@pytest.mark.parametrize(
+    "mu",
+    [
+        np.array([[0.5 + 0j]]),
+        np.array([[0.5]], dtype=object),
+        np.array([["0.5"]]),
+        np.array([[b"x"]]),
+        np.array([["2020-01-01"]], dtype="datetime64[D]"),
+    ],
+    ids=["complex", "object", "str", "bytes", "datetime"],
+)
+def test_non_real_input_is_a_type_error(backend, mu):
+    with pytest.raises(TypeError, match="real numbers"):
+        fastcov.grad(mu, backend=backend)
+
+
+def test_scalar_mu_is_rejected(backend):
+    with pytest.raises(ValueError, match="agents first"):
+        fastcov.entropy(np.float64(0.5), backend=backend)
+
+
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        (np.empty((3, 4)), "shape"),
+        (np.empty((2, 3, 4), np.float32), "dtype"),
+        (np.empty((2, 3, 4), np.int64), "dtype"),
+    ],
+)
+def test_wrong_out_is_rejected(backend, out, message):
+    with pytest.raises(ValueError, match=message):
+        fastcov.grad(np.full((2, 3, 4), 0.5), out=out, backend=backend)
+
+
+def test_out_must_be_writeable_ndarray(backend):
+    out = np.empty((3,))
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fastcov.coverage(np.full((2, 3), 0.5), out=out, backend=backend)
+    with pytest.raises(TypeError, match="NumPy array"):
+        fastcov.coverage(np.full((2, 3), 0.5), out=[0.0, 0.0, 0.0], backend=backend)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3), (3, 6, 3), (2, 6), (2, 2, 3, 3)])
+def test_wrong_jacobian_shape(backend, shape):
+    with pytest.raises(ValueError, match=re.escape("(N, S, P) = (2, 6, P)")):
+        fastcov.policy_gradient(np.full((2, 2, 3), 0.5), np.ones(shape), backend=backend)
+
+
+@pytest.mark.parametrize("eps, error", [(-1e-9, ValueError), (1.5, ValueError), (np.nan, ValueError), ("1e-9", TypeError), (True, TypeError)])
+def test_bad_eps(backend, eps, error):
+    with pytest.raises(error, match="eps"):
+        fastcov.grad(np.full((2, 3), 0.5), eps, backend=backend)
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        fastcov.entropy(np.full((2, 3), 0.5), backend="gpu")
+
+
+def test_cuda_backend_explains_itself():
+    with pytest.raises(RuntimeError, match="CUDA backend"):
+        fastcov.entropy(np.full((2, 3), 0.5), backend="cuda")

@@ -1,0 +1,52 @@
+"""The vectorisable logarithm of the CPU kernels against mpmath."""
+
+import math
+
+import mpmath
+import numba
+import numpy as np
+import pytest
+
+from fastcov import _vmath
+
+
+@numba.njit
+def _log_all(x, out):
+    for i in range(x.size):
+        out[i] = _vmath.log(x[i])
+
+
+def _ulps(actual, x):
+    exact = mpmath.log(mpmath.mpf(float(x)))
+    return float(abs(mpmath.mpf(actual) - exact) / mpmath.mpf(np.spacing(abs(float(exact)))))
+
+
+def test_log_is_within_one_ulp():
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            rng.random(2000),
+            10.0 ** rng.uniform(-323, 300, 2000),
+            1.0 + rng.uniform(-1e-6, 1e-6, 500),
+            np.nextafter(np.sqrt(0.5), [0.0, 1.0]),
+            np.nextafter(np.sqrt(2.0), [0.0, 2.0]),
+            [5e-324, 2.2250738585072014e-308, 2.225073858507201e-308, 0.5, 2.0, 1e308],
+        ]
+    )
+    x = x[x != 1.0]
+    out = np.empty_like(x)
+    _log_all(x, out)
+    worst = max(_ulps(a, b) for a, b in zip(out, x))
+    assert worst < 1.0
+
+
+@pytest.mark.parametrize(
+    "x, expected", [(0.0, -math.inf), (1.0, 0.0), (math.inf, math.inf), (-1.0, math.nan), (math.nan, math.nan)]
+)
+def test_log_special_values(x, expected):
+    out = np.empty(1)
+    _log_all(np.array([x]), out)
+    if math.isnan(expected):
+        assert math.isnan(out[0])
+    else:
+        assert out[0] == expected
