@@ -58,7 +58,9 @@ def coverage(mu, *, out=None, backend="auto", check=True):
         Complex, object, string or other non-real ``mu``.
     """
     call = _Call(mu, backend)
-    return call.finish_states(out, lambda kernel_out: call.module.coverage(call.mu, kernel_out, check))
+    return call.finish_states(
+        out, lambda kernel_out: call.module.coverage(call.mu, kernel_out, check)
+    )
 
 
 def entropy(mu, *, backend="auto", check=True):

@@ -6,7 +6,7 @@ runs over chunks. Both partitions depend on (N, S) only, never on the thread cou
 is accumulated per block and summed in block order (exactly, with ``math.fsum``), so J and
 g are bit-identical whatever ``numba.set_num_threads`` says.
 
-Inside a block (see ``_sweep_block``):
+Inside a block (``_forward``, then ``_backward``):
 
 1. forward over agents i = 0..N-1: check mu_i(s) in [0, 1], save the exclusive prefix
    product prod_{j<i} (1 - mu_j(s)) in a float64 scratch row, and update
@@ -14,14 +14,16 @@ Inside a block (see ``_sweep_block``):
    so that m = mu(s) and q = 1 - mu(s) = prod_j (1 - mu_j(s)). Every term of m is
    non-negative: mu(s) keeps full relative accuracy even when every mu_j(s) is tiny, with
    no transcendental call;
-2. log mu(s) = log1p(-q) where q < 1/2, else log(m) (one libm call per state);
+2. log mu(s) = log1p(-q) where q < 1/2, else log(m): one call per state of the
+   branch-free logarithm of ``_vmath``, which vectorises where libm's would not;
 3. backward over agents i = N-1..0 with the suffix product r(s):
        g_i(s) = -(log max(mu(s), eps) + 1) * prefix_i(s) * r(s),  r(s) <- r(s) (1 - mu_i(s)).
    No division by 1 - mu_i(s): exact where mu_i(s) = 1.
 
 The block's rows stay in cache between the passes, so main memory sees one read of mu and
-one write of g. Inner loops are small ``@njit`` helpers over 1-D slices, which LLVM
-vectorises (loops written inline in a ``prange`` body stayed scalar when measured).
+one write of g. Inner loops are small ``@njit`` helpers, which LLVM vectorises (loops
+written inline in a ``prange`` body stayed scalar when measured); agents go four at a time
+so that the per-state rows m, q and r make one trip through L1 per four agents.
 
 The entry points take mu (N, S) C-contiguous float32 or float64 and caller-allocated,
 C-contiguous outputs of mu's dtype (float64 for J); they raise
@@ -251,7 +253,8 @@ def _backward(mu, s0, s1, eps, work, prefix, g):
     for i in range(n_agents - 1, n_agents - n_agents % 4 - 1, -1):
         _backward_one(mu[i, s0:s1], prefix[i, :n], suffix, g[i])
     for i in range(n_agents - n_agents % 4 - 4, -1, -4):
-        _backward_four(mu, i, s0, n, prefix, suffix, g[i, :n], g[i + 1, :n], g[i + 2, :n], g[i + 3, :n])
+        rows = g[i, :n], g[i + 1, :n], g[i + 2, :n], g[i + 3, :n]
+        _backward_four(mu, i, s0, n, prefix, suffix, *rows)
     return block_entropy
 
 

@@ -79,7 +79,7 @@ def _coverage_terms(mu64):
 
 
 def _clamped_log(m, log_m, eps):
-    """log max(mu(s), eps): the clamp applies to the weights' logarithm only, never to J."""
+    """Return log max(mu(s), eps): the clamp applies to the weights' logarithm only, never to J."""
     if eps <= 0.0:
         return log_m
     return np.where(m < eps, math.log(eps), log_m)

@@ -1,0 +1,1 @@
+"""Benchmarks of fastcov (run ``python -m bench`` from a checkout)."""
