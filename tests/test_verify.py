@@ -1,0 +1,103 @@
+"""The symbolic verifier proves the true closed form and rejects wrong ones, naming them."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from verify import checks
+
+
+@pytest.mark.parametrize("n_agents", [1, 2, 3])
+def test_theorem_and_proof_chain_hold(n_agents):
+    assert checks.check_theorem(n_agents)[0].passed
+    assert all(row.passed for row in checks.check_proof_chain(n_agents))
+    assert checks.check_coefficients(n_agents)[0].passed
+    assert checks.check_kernels(n_agents)[0].passed
+
+
+def _flipped_sign(model, i, k):
+    return -checks.theorem_closed_form(model, i, k)
+
+
+def _missing_one_minus_mu(model, i, k):
+    return sp.Add(
+        *[
+            (sp.log(model.team(s)) + 1) * sp.diff(sp.log(1 - model.mu[i][s]), model.theta[i][k])
+            for s in range(model.n_states)
+        ]
+    )
+
+
+def _log_mu_i(model, i, k):
+    return sp.Add(
+        *[
+            (sp.log(model.team(s)) + 1)
+            * (1 - model.team(s))
+            * sp.diff(sp.log(model.mu[i][s]), model.theta[i][k])
+            for s in range(model.n_states)
+        ]
+    )
+
+
+@pytest.mark.parametrize("wrong", [_flipped_sign, _missing_one_minus_mu, _log_mu_i])
+@pytest.mark.parametrize("n_agents", [1, 3])
+def test_wrong_closed_forms_are_rejected(wrong, n_agents):
+    row = checks.check_theorem(n_agents, closed_form=wrong)[0]
+    assert not row.passed
+    assert "differs for agent 0, component 0" in row.detail
+
+
+def test_a_wrong_proof_line_is_named():
+    def lines_with_bad_leave_one_out(model, i, k):
+        lines = checks.proof_lines(model, i, k)
+        label, _, condition = lines[6]
+        states = range(model.n_states)
+        # includes j = i in the "leave-one-out" product: wrong
+        wrong = sp.Add(
+            *[
+                -(sp.log(model.team(s)) + 1)
+                * sp.Mul(*[1 - model.mu[j][s] for j in range(model.n_agents)])
+                * sp.diff(model.mu[i][s], model.theta[i][k])
+                for s in states
+            ]
+        )
+        lines[6] = (label, wrong, condition)
+        return lines
+
+    rows = checks.check_proof_chain(2, lines=lines_with_bad_leave_one_out)
+    failed = [row.check for row in rows if not row.passed]
+    assert failed == ["proof line 5 -> 6", "proof line 6 -> 7"]
+    assert "fails for agent 0, component 0" in rows[5].detail
+
+
+def test_conditional_step_is_reported():
+    rows = checks.check_proof_chain(1)
+    assert "holds where mu_i(s) != 1" in rows[6].detail
+
+
+def test_quotient_kernel_is_rejected_at_mu_i_one():
+    def quotient_gradient(mu):
+        q = np.prod(1 - mu, axis=0)
+        log_m = np.log(1 - q)
+        return -(log_m + 1) * q / (1 - mu)  # g = -c / (1 - mu_i): 0/0 at mu_i = 1
+
+    row = checks.check_kernels(3, gradients={"quotient": quotient_gradient})[0]
+    assert not row.passed and "quotient differs" in row.detail
+
+
+def test_command_line_quick_run(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "verify", "--quick", "--json", str(tmp_path / "v.json")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PROVED" in result.stdout.splitlines()[-1]
+    rows = json.loads((tmp_path / "v.json").read_text())
+    assert {row["check"] for row in rows} >= {"theorem 1", "coefficients g, c", "kernels vs lambdify"}
+    assert max(row["n_agents"] for row in rows) == 3

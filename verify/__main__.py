@@ -1,0 +1,68 @@
+"""python -m verify: symbolic proof checks of Theorem 1 and of fastcov's kernels."""
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+
+from . import checks
+
+THEOREM_AGENTS = 8  # check 1 for N = 1..8
+CHAIN_AGENTS = 6  # checks 2-4 for N = 1..6
+QUICK_AGENTS = 3
+
+
+def main(argv=None):
+    """Run the checks, print the table and a verdict; return 0 only if every check passed."""
+    parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__)
+    parser.add_argument("--max-agents", type=int, help="largest N to check (default 8 / 6)")
+    parser.add_argument("--quick", action="store_true", help=f"N <= {QUICK_AGENTS}, for CI")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument("--latex", action="store_true", help="print the derived gradient, N = 2")
+    args = parser.parse_args(argv)
+    cap = QUICK_AGENTS if args.quick else args.max_agents
+    if cap is not None and cap < 1:
+        parser.error("--max-agents must be at least 1")
+    start = time.perf_counter()
+    rows = []
+    print(f"{'check':34} {'N':>2}  {'result':6} {'seconds':>8}  detail")
+    plan = [
+        (checks.check_theorem, THEOREM_AGENTS),
+        (checks.check_proof_chain, CHAIN_AGENTS),
+        (checks.check_coefficients, CHAIN_AGENTS),
+        (checks.check_kernels, CHAIN_AGENTS),
+    ]
+    for check, largest in plan:
+        for n_agents in range(1, min(largest, cap or largest) + 1):
+            for row in check(n_agents):
+                rows.append(row)
+                result = "ok" if row.passed else "FAILED"
+                print(
+                    f"{row.check:34} {row.n_agents:>2}  {result:6} {row.seconds:8.2f}  {row.detail}"
+                )
+                sys.stdout.flush()
+    failed = [row for row in rows if not row.passed]
+    total = time.perf_counter() - start
+    verdict = "FAILED" if failed else "PROVED"
+    print(f"{verdict}: {len(rows) - len(failed)} of {len(rows)} checks passed in {total:.1f} s")
+    if args.latex:
+        _print_latex()
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump([dataclasses.asdict(row) for row in rows], handle, indent=1)
+    return 1 if failed else 0
+
+
+def _print_latex():
+    import sympy as sp
+
+    from .model import Model
+
+    model = Model(2, n_states=1, n_parameters=1)
+    derived = sp.diff(model.objective(), model.theta[0][0])
+    print(r"\nabla_{\theta_0} J = " + sp.latex(sp.simplify(derived)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
