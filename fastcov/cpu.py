@@ -44,29 +44,28 @@ _parallel_jit = numba.njit(cache=True, nogil=True, error_model="numpy", parallel
 # order is fixed by the compiled code, so the result is still the same on every call.
 _sum_jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
 
-# What the per-state driver writes into its output row.
-_WRITE_NOTHING, _WRITE_COVERAGE, _WRITE_WEIGHTS = 0, 1, 2
+# What the sweep writes: nothing (J only), mu(s), c(s) or g.
+_WRITE_NOTHING, _WRITE_COVERAGE, _WRITE_WEIGHTS, _WRITE_GRADIENT = 0, 1, 2, 3
 
 
 def coverage(mu, out, check):
     """Write mu(s) into ``out`` (S,)."""
-    _run_states(mu, 0.0, out, _WRITE_COVERAGE, check)
+    _sweep(mu, 0.0, check, _WRITE_COVERAGE, states_out=out)
 
 
 def entropy(mu, check):
     """Return J as a float."""
-    return _run_states(mu, 0.0, np.empty(0, mu.dtype), _WRITE_NOTHING, check)
+    return _sweep(mu, 0.0, check, _WRITE_NOTHING)
 
 
 def state_weights(mu, eps, out, check):
     """Write c(s) = (log max(mu(s), eps) + 1)(1 - mu(s)) into ``out`` (S,)."""
-    _run_states(mu, eps, out, _WRITE_WEIGHTS, check)
+    _sweep(mu, eps, check, _WRITE_WEIGHTS, states_out=out)
 
 
 def value_and_grad(mu, eps, out, check):
     """Write g (N, S) into ``out`` and return J, in one pass over ``mu``."""
-    partials, bad = _grad_kernel(mu, eps, check, out, *_partition(mu))
-    return _finish(partials, bad, "mu")
+    return _sweep(mu, eps, check, _WRITE_GRADIENT, grad_out=out)
 
 
 def policy_gradient(mu, dmu, eps, out, check):
@@ -81,8 +80,13 @@ def policy_gradient(mu, dmu, eps, out, check):
     out[...] = _merge_chunks(partials)
 
 
-def _run_states(mu, eps, out, what, check):
-    partials, bad = _states_kernel(mu, eps, check, what, out, *_partition(mu))
+def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
+    # Unused outputs are empty arrays of the same types, so one compiled kernel serves all.
+    if states_out is None:
+        states_out = np.empty(0, mu.dtype)
+    if grad_out is None:
+        grad_out = np.empty((0, 0), mu.dtype)
+    partials, bad = _sweep_kernel(mu, eps, check, what, states_out, grad_out, *_partition(mu))
     return _finish(partials, bad, "mu")
 
 
@@ -128,28 +132,9 @@ def _scratch(n_agents, block):
 
 
 @_parallel_jit
-def _states_kernel(mu, eps, check, what, out, block, max_chunks):
-    n_agents, n_states = mu.shape
-    n_blocks, n_chunks = _chunking(n_states, block, max_chunks)
-    partials = np.zeros(n_blocks)
-    bad = np.zeros(n_chunks, dtype=np.int64)
-    for chunk in numba.prange(n_chunks):
-        work, prefix = _scratch(n_agents, block)
-        first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
-        for b in range(first, last):
-            s0, s1 = b * block, min((b + 1) * block, n_states)
-            m, q, log_m = work[0, : s1 - s0], work[1, : s1 - s0], work[2, : s1 - s0]
-            bad[chunk] += _forward(mu, s0, s1, check, m, q, prefix)
-            partials[b] = _log_coverage(m, q, log_m)
-            if what == _WRITE_COVERAGE:
-                _store(m, out[s0:s1])
-            elif what == _WRITE_WEIGHTS:
-                _weights(m, q, log_m, eps, out[s0:s1])
-    return partials, bad.sum()
-
-
-@_parallel_jit
-def _grad_kernel(mu, eps, check, out, block, max_chunks):
+def _sweep_kernel(mu, eps, check, what, states_out, grad_out, block, max_chunks):
+    """Per-block J partials and bad-value count; writes ``what`` into states_out (S,) or,
+    for _WRITE_GRADIENT, g into grad_out (N, S)."""
     n_agents, n_states = mu.shape
     n_blocks, n_chunks = _chunking(n_states, block, max_chunks)
     partials = np.zeros(n_blocks)
@@ -160,7 +145,15 @@ def _grad_kernel(mu, eps, check, out, block, max_chunks):
         for b in range(first, last):
             s0, s1 = b * block, min((b + 1) * block, n_states)
             bad[chunk] += _forward(mu, s0, s1, check, work[0], work[1], prefix)
-            partials[b] = _backward(mu, s0, s1, eps, work, prefix, out[:, s0:s1])
+            if what == _WRITE_GRADIENT:
+                partials[b] = _backward(mu, s0, s1, eps, work, prefix, grad_out[:, s0:s1])
+                continue
+            m, q, log_m = work[0, : s1 - s0], work[1, : s1 - s0], work[2, : s1 - s0]
+            partials[b] = _log_coverage(m, q, log_m)
+            if what == _WRITE_COVERAGE:
+                _store(m, states_out[s0:s1])
+            elif what == _WRITE_WEIGHTS:
+                _weights(m, q, log_m, eps, states_out[s0:s1])
     return partials, bad.sum()
 
 
