@@ -101,3 +101,16 @@ def test_command_line_quick_run(tmp_path):
     rows = json.loads((tmp_path / "v.json").read_text())
     assert {row["check"] for row in rows} >= {"theorem 1", "coefficients g, c", "kernels vs lambdify"}
     assert max(row["n_agents"] for row in rows) == 3
+
+
+def test_command_line_exits_non_zero_on_a_failure(monkeypatch, capsys):
+    from verify import __main__ as command
+
+    def failing_theorem(n_agents):
+        return [checks.CheckResult("theorem 1", n_agents, False, 0.0, "differs for agent 0")]
+
+    monkeypatch.setattr(checks, "check_theorem", failing_theorem)
+    assert command.main(["--max-agents", "1"]) == 1
+    output = capsys.readouterr().out
+    assert "FAILED" in output.splitlines()[-1]
+    assert "theorem 1" in output and "differs for agent 0" in output
