@@ -75,9 +75,10 @@ def policy_gradient(mu, dmu, eps, out, check):
     in float64, merged in chunk order after the parallel loop.
     """
     partials, bad_mu, bad_dmu = _policy_gradient_kernel(mu, dmu, eps, check, *_partition(mu))
-    _finish(np.zeros(1), bad_mu, "mu")
-    _finish(np.zeros(1), bad_dmu, "dmu")
-    out[...] = _merge_chunks(partials)
+    _raise_if_bad(bad_mu, "mu")
+    _raise_if_bad(bad_dmu, "dmu")
+    # The chunk count depends on the shape only, so this order is fixed too.
+    out[...] = partials.sum(axis=0)
 
 
 def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
@@ -87,7 +88,8 @@ def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
     if grad_out is None:
         grad_out = np.empty((0, 0), mu.dtype)
     partials, bad = _sweep_kernel(mu, eps, check, what, states_out, grad_out, *_partition(mu))
-    return _finish(partials, bad, "mu")
+    _raise_if_bad(bad, "mu")
+    return math.fsum(partials.tolist())
 
 
 def _partition(mu):
@@ -95,22 +97,13 @@ def _partition(mu):
     return _config.block_states(mu.shape[0]), _config.MAX_CHUNKS
 
 
-def _finish(partials, bad, array):
+def _raise_if_bad(bad, array):
     if bad:
         raise InvalidValues(array)
-    return math.fsum(partials.tolist())
-
-
-@_jit
-def _merge_chunks(partials):
-    total = np.zeros(partials.shape[1:])
-    for chunk in range(partials.shape[0]):
-        total += partials[chunk]
-    return total
 
 
 # ---------------------------------------------------------------------------------------
-# Parallel drivers, one per output shape. Each prange iteration is one chunk: it owns its
+# Parallel drivers: the sweep and the policy gradient. Each prange iteration is one chunk: it owns its
 # float64 scratch, ``work`` (rows m, q, log_m, suffix) and ``prefix`` (N, block), and walks
 # its blocks in order.
 
