@@ -103,9 +103,9 @@ def _raise_if_bad(bad, array):
 
 
 # ---------------------------------------------------------------------------------------
-# Parallel drivers: the sweep and the policy gradient. Each prange iteration is one chunk: it owns its
-# float64 scratch, ``work`` (rows m, q, log_m, suffix) and ``prefix`` (N, block), and walks
-# its blocks in order.
+# Parallel drivers: the sweep and the policy gradient. Each prange iteration is one chunk:
+# it owns its float64 scratch, ``work`` (rows m, q, log_m, suffix) and ``prefix``
+# (N, block), and walks its blocks in order.
 
 
 @_jit
@@ -126,8 +126,10 @@ def _scratch(n_agents, block):
 
 @_parallel_jit
 def _sweep_kernel(mu, eps, check, what, states_out, grad_out, block, max_chunks):
-    """Per-block J partials and bad-value count; writes ``what`` into states_out (S,) or,
-    for _WRITE_GRADIENT, g into grad_out (N, S)."""
+    """Per-block J partials and bad-value count.
+
+    Writes ``what`` into states_out (S,) or, for _WRITE_GRADIENT, g into grad_out (N, S).
+    """
     n_agents, n_states = mu.shape
     n_blocks, n_chunks = _chunking(n_states, block, max_chunks)
     partials = np.zeros(n_blocks)
@@ -234,7 +236,7 @@ def _backward(mu, s0, s1, eps, work, prefix, g):
     # The suffix product starts from the weight -(log max(mu(s), eps) + 1), folding it in.
     log_eps = _log_eps(eps)
     for s in range(n):
-        suffix[s] = -((log_eps if m[s] < eps else log_m[s]) + 1.0)
+        suffix[s] = -_log_weight(m[s], log_m[s], eps, log_eps)
     n_agents = mu.shape[0]
     for i in range(n_agents - 1, n_agents - n_agents % 4 - 1, -1):
         _backward_one(mu[i, s0:s1], prefix[i, :n], suffix, g[i])
@@ -296,11 +298,17 @@ def _log_eps(eps):
 
 
 @_jit
+def _log_weight(m, log_m, eps, log_eps):
+    """Return log max(mu(s), eps) + 1: eps clamps the weights' log only, never J."""
+    return (log_eps if m < eps else log_m) + 1.0
+
+
+@_jit
 def _weights(m, q, log_m, eps, out):
-    """c(s) = (log max(mu(s), eps) + 1) q(s): eps clamps the weights' log only, never J."""
+    """c(s) = (log max(mu(s), eps) + 1) q(s)."""
     log_eps = _log_eps(eps)
     for s in range(m.size):
-        out[s] = ((log_eps if m[s] < eps else log_m[s]) + 1.0) * q[s]
+        out[s] = _log_weight(m[s], log_m[s], eps, log_eps) * q[s]
 
 
 @_jit

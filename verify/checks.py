@@ -11,7 +11,7 @@ import time
 import numpy as np
 import sympy as sp
 
-from .model import Model, is_zero
+from .model import Model, is_zero, one_state
 
 
 @dataclasses.dataclass
@@ -63,8 +63,7 @@ def proof_lines(model, i, k):
     """
     n, theta = model.n_agents, model.theta[i][k]
     big_m = sp.Symbol("M", positive=True)
-    x = sp.symbols(f"x0:{n}")
-    team_of_x = 1 - sp.Mul(*[1 - xj for xj in x])
+    x, team_of_x, _ = one_state(n)
 
     def at(expression, s):
         values = {big_m: model.team(s), **{x[j]: model.mu[j][s] for j in range(n)}}
@@ -193,9 +192,7 @@ def check_coefficients(n_agents):
       their exclusive prefix x suffix products are prod_{j != i} (1 - x_j).
     """
     start = time.perf_counter()
-    x = sp.symbols(f"x0:{n_agents}", real=True)
-    team = 1 - sp.Mul(*[1 - xj for xj in x])
-    objective = -team * sp.log(team)
+    x, team, objective = one_state(n_agents, real=True)
     weight = (sp.log(team) + 1) * (1 - team)
     failures = []
     m, q = sp.Integer(0), sp.Integer(1)
@@ -245,9 +242,7 @@ def check_kernels(n_agents, seed=0, gradients=None):
     import fastcov
 
     start = time.perf_counter()
-    x = sp.symbols(f"x0:{n_agents}", real=True)
-    team = 1 - sp.Mul(*[1 - xj for xj in x])
-    objective = -team * sp.log(team)
+    x, _, objective = one_state(n_agents, real=True)
     gradient = sp.lambdify(x, [sp.diff(objective, xi) for xi in x], modules="mpmath")
     rng = np.random.default_rng(seed)
     columns = [rng.random(n_agents) for _ in range(20)]

@@ -33,6 +33,13 @@ class Model:
         return sp.Add(*[-self.team(s) * sp.log(self.team(s)) for s in range(self.n_states)])
 
 
+def one_state(n_agents, **assumptions):
+    """Plain symbols x_j for mu_j(s) at one state, mu = 1 - prod (1 - x_j) and J = -mu log mu."""
+    x = sp.symbols(f"x0:{n_agents}", **assumptions)
+    team = 1 - sp.Mul(*[1 - xj for xj in x])
+    return x, team, -team * sp.log(team)
+
+
 def is_zero(expression):
     """Decide exactly whether ``expression`` is identically zero.
 
