@@ -35,8 +35,16 @@ def _info():
     print(f"numpy {np.__version__}, numba {numba.__version__}")
     print(f"backends: {', '.join(fastcov.available_backends())}")
     print(f"cpu threads: {numba.get_num_threads()} (NUMBA_NUM_THREADS or numba.set_num_threads)")
-    print("cuda: not available in this version (backend='cuda' raises)")
+    print(f"cuda: {_cuda_status()}")
     return 0
+
+
+def _cuda_status():
+    try:
+        from fastcov import cuda
+    except ImportError as error:
+        return f"not available ({error})"
+    return cuda.describe()
 
 
 def _run(args):

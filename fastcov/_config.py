@@ -26,3 +26,17 @@ def block_states(n_agents: int) -> int:
     while size > MIN_BLOCK_STATES and size * max(n_agents, 1) > BLOCK_SCRATCH_ELEMENTS:
         size //= 2
     return size
+
+
+#: CUDA threads per block (a power of two: the blocks' J reduction is a halving tree).
+CUDA_THREADS_PER_BLOCK = 256
+
+#: Most blocks a CUDA sweep launches; each thread then walks S / (blocks x threads)
+#: states. Fixed, not taken from the device, so J is summed in the same order everywhere.
+CUDA_MAX_BLOCKS = 8192
+
+#: Blocks per (agent, parameter) row in the CUDA policy-gradient contraction.
+CUDA_CONTRACT_BLOCKS = 64
+
+#: States of g the CUDA policy gradient holds at a time: N x this many doubles.
+CUDA_POLICY_CHUNK_STATES = 1 << 20

@@ -6,6 +6,7 @@ accepted: float32 stays float32, every other real dtype becomes float64. Backend
 C-contiguous (N, S) view and write into caller-shaped outputs; they never allocate g.
 """
 
+import functools
 import importlib
 import math
 import numbers
@@ -27,20 +28,32 @@ __all__ = [
 BACKENDS = ("auto", "cpu", "cuda", "numpy")
 
 
-def coverage(mu, *, out=None, backend="auto", check=True):
+def coverage(mu, *, out=None, backend="auto", check=True, stream=None):
     """Team coverage mu(s) = 1 - prod_j (1 - mu_j(s)).
 
     Parameters
     ----------
-    mu : array_like, shape (N, *state_shape)
+    mu : array_like or CUDA array, shape (N, *state_shape)
         Per-agent coverage probabilities in [0, 1], agents first. Any real dtype: float32
-        stays float32, others become float64. Non-contiguous input is copied once.
-    out : ndarray, shape state_shape, optional
-        Array to write the result into; must have the result dtype exactly.
+        stays float32, others become float64. Non-contiguous input is copied once. A
+        CUDA array (anything with ``__cuda_array_interface__``: numba device arrays, CuPy
+        arrays, PyTorch CUDA tensors) is read in place when it is C-contiguous float32 or
+        float64, and gives a numba device array result (``cupy.asarray(r)`` and
+        ``torch.as_tensor(r, device="cuda")`` view it without a copy).
+    out : ndarray or CUDA array, shape state_shape, optional
+        Array to write the result into; must have the result dtype exactly. On the CUDA
+        backend it lives where the result would (device for device input, else host), and
+        a device ``out`` must be C-contiguous.
     backend : {"auto", "cpu", "numpy", "cuda"}
-        "auto" picks "cpu" for NumPy input. "numpy" is the readable reference.
+        "auto" picks "cuda" for CUDA arrays and "cpu" for everything else. "numpy" is the
+        readable reference. "cuda" with NumPy input copies it to the device and returns
+        NumPy results.
     check : bool
-        Verify every value lies in [0, 1] (fused into the kernel: no extra pass).
+        Verify every value lies in [0, 1] (fused into the kernel: no extra pass). On the
+        CUDA backend the check makes the call wait for the device; with ``check=False``
+        array results are returned as soon as the work is queued on ``stream``.
+    stream : None, numba stream, int handle, PyTorch or CuPy stream
+        CUDA backend only: the stream the work goes on (None: the default stream).
 
     Returns
     -------
@@ -55,22 +68,26 @@ def coverage(mu, *, out=None, backend="auto", check=True):
         agent, state and value), ``mu`` with no axis, or an ``out`` of the wrong shape or
         dtype. If raised, the contents of ``out`` are unspecified.
     TypeError
-        Complex, object, string or other non-real ``mu``.
+        Complex, object, string or other non-real ``mu``; a device array with a host
+        backend.
+    RuntimeError
+        ``backend="cuda"`` where it cannot run; the message says why (numba-cuda not
+        installed, no driver, no GPU).
     """
-    call = _Call(mu, backend)
+    call = _Call(mu, backend, stream)
     return call.finish_states(
-        out, lambda kernel_out: call.module.coverage(call.mu, kernel_out, check)
+        out, lambda kernel_out: call.kernel("coverage")(call.mu, kernel_out, check)
     )
 
 
-def entropy(mu, *, backend="auto", check=True):
+def entropy(mu, *, backend="auto", check=True, stream=None):
     """Coverage entropy J = sum_s -mu(s) log mu(s), with 0 log 0 = 0 (natural log).
 
     Parameters
     ----------
-    mu : array_like, shape (N, *state_shape)
+    mu : array_like or CUDA array, shape (N, *state_shape)
         As for :func:`coverage`.
-    backend, check
+    backend, check, stream
         As for :func:`coverage`.
 
     Returns
@@ -86,11 +103,11 @@ def entropy(mu, *, backend="auto", check=True):
     ValueError, TypeError
         As for :func:`coverage`.
     """
-    call = _Call(mu, backend)
-    return call.run(lambda: call.module.entropy(call.mu, check))
+    call = _Call(mu, backend, stream)
+    return call.run(lambda: call.kernel("entropy")(call.mu, check))
 
 
-def state_weights(mu, eps=0.0, *, out=None, backend="auto", check=True):
+def state_weights(mu, eps=0.0, *, out=None, backend="auto", check=True, stream=None):
     """State weight c(s) = (log mu(s) + 1)(1 - mu(s)) of Theorem 1, the same for every agent.
 
     Theorem 1: grad_{theta_i} J = sum_s c(s) grad_{theta_i} log(1 - mu_i(s)). Hence, with c
@@ -112,7 +129,7 @@ def state_weights(mu, eps=0.0, *, out=None, backend="auto", check=True):
         Clamp mu(s) from below to ``eps`` inside the logarithm (only there: 1 - mu(s) is
         not clamped). With ``eps = 0`` a state no agent covers has c(s) = -inf, the true
         limit; ``eps > 0`` keeps it finite.
-    out, backend, check
+    out, backend, check, stream
         As for :func:`coverage`.
 
     Returns
@@ -128,13 +145,13 @@ def state_weights(mu, eps=0.0, *, out=None, backend="auto", check=True):
         As for :func:`coverage`; ValueError also for ``eps`` outside [0, 1] or NaN.
     """
     eps = _check_eps(eps)
-    call = _Call(mu, backend)
+    call = _Call(mu, backend, stream)
     return call.finish_states(
-        out, lambda kernel_out: call.module.state_weights(call.mu, eps, kernel_out, check)
+        out, lambda kernel_out: call.kernel("state_weights")(call.mu, eps, kernel_out, check)
     )
 
 
-def grad(mu, eps=0.0, *, out=None, backend="auto", check=True):
+def grad(mu, eps=0.0, *, out=None, backend="auto", check=True, stream=None):
     """Per-agent coefficients g_i(s) = dJ/dmu_i(s) = -(log mu(s) + 1) prod_{j != i} (1 - mu_j(s)).
 
     With them, grad_{theta_i} J = sum_s g_i(s) grad_{theta_i} mu_i(s) for any model of mu_i.
@@ -149,7 +166,7 @@ def grad(mu, eps=0.0, *, out=None, backend="auto", check=True):
     out : ndarray, shape (N, *state_shape), optional
         Array to write g into, of the result dtype. It may be ``mu`` itself (the input is
         then read before it is overwritten).
-    backend, check
+    backend, check, stream
         As for :func:`coverage`.
 
     Returns
@@ -164,10 +181,10 @@ def grad(mu, eps=0.0, *, out=None, backend="auto", check=True):
     ValueError, TypeError
         As for :func:`state_weights`.
     """
-    return value_and_grad(mu, eps, out=out, backend=backend, check=check)[1]
+    return value_and_grad(mu, eps, out=out, backend=backend, check=check, stream=stream)[1]
 
 
-def value_and_grad(mu, eps=0.0, *, out=None, backend="auto", check=True):
+def value_and_grad(mu, eps=0.0, *, out=None, backend="auto", check=True, stream=None):
     """J and g in one pass over ``mu``: ``(entropy(mu), grad(mu, eps))``.
 
     ``eps`` clamps the logarithm of the gradient only; J is always the unclamped entropy.
@@ -178,18 +195,18 @@ def value_and_grad(mu, eps=0.0, *, out=None, backend="auto", check=True):
     (float, ndarray of shape (N, *state_shape))
     """
     eps = _check_eps(eps)
-    call = _Call(mu, backend)
+    call = _Call(mu, backend, stream)
     gradient, value = call.finish(
         out,
         call.mu.shape,
         (call.mu.shape[0], *call.shape),
         call.dtype,
-        lambda kernel_out: call.module.value_and_grad(call.mu, eps, kernel_out, check),
+        lambda kernel_out: call.kernel("value_and_grad")(call.mu, eps, kernel_out, check),
     )
     return value, gradient
 
 
-def policy_gradient(mu, dmu, *, eps=0.0, out=None, backend="auto", check=True):
+def policy_gradient(mu, dmu, *, eps=0.0, out=None, backend="auto", check=True, stream=None):
     """Policy gradient sum_s g_i(s) dmu[i, s, p] for models with few parameters per agent.
 
     g is never materialised: each block of states is contracted with ``dmu`` as soon as
@@ -207,7 +224,7 @@ def policy_gradient(mu, dmu, *, eps=0.0, out=None, backend="auto", check=True):
         g = +inf, and inf x 0 in the contraction would give NaN.
     out : ndarray, shape (N, P), optional
         Of the result dtype: float32 when both inputs are float32, else float64.
-    backend, check
+    backend, check, stream
         As for :func:`coverage`.
 
     Returns
@@ -225,8 +242,8 @@ def policy_gradient(mu, dmu, *, eps=0.0, out=None, backend="auto", check=True):
         Non-real ``mu`` or ``dmu``.
     """
     eps = _check_eps(eps)
-    jacobian = _real_array(dmu, "dmu")
-    call = _Call(mu, backend, float32_allowed=jacobian.dtype == np.float32)
+    call = _Call(mu, backend, stream, jacobian=dmu)
+    jacobian = call.jacobian
     n_agents, n_states = call.mu.shape
     if jacobian.ndim != 3 or jacobian.shape[:2] != (n_agents, n_states):
         raise ValueError(
@@ -234,14 +251,14 @@ def policy_gradient(mu, dmu, *, eps=0.0, out=None, backend="auto", check=True):
             f"for mu of shape {(n_agents, *call.shape)} (flatten the state axes: "
             "dmu.reshape(N, -1, P))"
         )
-    call.dmu = np.ascontiguousarray(jacobian, dtype=call.dtype)
+    call.dmu = call.memory.contiguous(jacobian, call.dtype, jacobian.shape)
     shape = (n_agents, jacobian.shape[2])
     return call.finish(
         out,
         shape,
         shape,
         call.dtype,
-        lambda kernel_out: call.module.policy_gradient(call.mu, call.dmu, eps, kernel_out, check),
+        lambda kernel_out: call.kernel("policy_gradient")(call.mu, call.dmu, eps, kernel_out, check),
     )[0]
 
 
@@ -261,29 +278,46 @@ def available_backends():
 
 
 class _Call:
-    """One public call: the canonical (N, S) input, its state shape and the backend."""
+    """One public call: the canonical (N, S) input, its state shape, the backend and where
+    its arrays live (``memory``: the host, or the device for the CUDA backend)."""
 
-    def __init__(self, mu, backend, float32_allowed=True):
+    def __init__(self, mu, backend, stream=None, jacobian=None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         if backend == "auto":
             backend = "cuda" if _is_device_array(mu) else "cpu"
+        if stream is not None and backend != "cuda":
+            raise ValueError(f"stream= applies to the CUDA backend only, not backend={backend!r}")
+        if backend != "cuda" and _is_device_array(mu):
+            raise TypeError(
+                f"mu is a device array; backend={backend!r} needs a NumPy array "
+                "(use backend='cuda' or 'auto', or copy it to the host)"
+            )
         self.module = _backend_module(backend)
-        array = _real_array(mu, "mu")
+        self.memory = self.module.Memory(mu, stream) if backend == "cuda" else _HostMemory()
+        self.stream_args = {"stream": self.memory.stream} if backend == "cuda" else {}
+        array = _real_array(self.memory.asarray(mu), "mu")
         if array.ndim == 0:
             raise ValueError("mu must have shape (N, *state_shape), agents first; got a scalar")
-        self.dtype = np.float32 if array.dtype == np.float32 and float32_allowed else np.float64
-        self.shape = array.shape[1:]
-        n_states = math.prod(self.shape)
-        self.mu = np.ascontiguousarray(array, dtype=self.dtype).reshape(array.shape[0], n_states)
+        self.jacobian = None if jacobian is None else _real_array(self.memory.asarray(jacobian), "dmu")
+        float32 = array.dtype == np.float32 and (
+            self.jacobian is None or self.jacobian.dtype == np.float32
+        )
+        self.dtype = np.float32 if float32 else np.float64
+        self.shape = tuple(array.shape[1:])
+        self.mu = self.memory.contiguous(array, self.dtype, (array.shape[0], math.prod(self.shape)))
         self.dmu = None
+
+    def kernel(self, name):
+        """The backend's entry point ``name``, bound to this call's stream on CUDA."""
+        return functools.partial(getattr(self.module, name), **self.stream_args)
 
     def run(self, kernel):
         """Run ``kernel()``, turning a backend's InvalidValues into a located ValueError."""
         try:
             return kernel()
         except InvalidValues as error:
-            raise ValueError(self._locate(error.array)) from None
+            raise ValueError(self._locate(error)) from None
 
     def finish_states(self, out, kernel):
         """Run ``kernel(buffer)`` that writes a per-state result; return it as state_shape."""
@@ -293,59 +327,101 @@ class _Call:
         """Run ``kernel(buffer)`` writing a ``kernel_shape`` result; return the result as
         ``shape`` and the kernel's own return value.
 
-        The buffer is ``out`` itself when it is C-contiguous and shares no memory with the
-        inputs; otherwise a temporary, copied into ``out`` after the kernel succeeds (so an
-        in-place call such as ``grad(mu, out=mu)`` reads mu before overwriting it).
+        The buffer is ``out`` itself when it is C-contiguous, lives where the kernel writes
+        and shares no memory with the inputs; otherwise a temporary, copied into ``out``
+        after the kernel succeeds (so an in-place call such as ``grad(mu, out=mu)`` reads
+        mu before overwriting it).
         """
+        memory = self.memory
         if out is None:
-            buffer = np.empty(kernel_shape, dtype)
-            return buffer.reshape(shape), self.run(lambda: kernel(buffer))
-        _check_out(out, shape, dtype)
-        direct = out.flags.c_contiguous and not any(
-            np.may_share_memory(out, x) for x in (self.mu, self.dmu) if x is not None
-        )
-        buffer = out.reshape(kernel_shape) if direct else np.empty(kernel_shape, dtype)
+            buffer = memory.empty(kernel_shape, dtype)
+            value = self.run(lambda: kernel(buffer))
+            return memory.result(buffer, shape), value
+        target = memory.check_out(out, shape, dtype, _check_out)
+        direct = memory.writes_directly(target, (self.mu, self.dmu))
+        buffer = memory.reshape(target, kernel_shape) if direct else memory.empty(kernel_shape, dtype)
         value = self.run(lambda: kernel(buffer))
         if not direct:
-            np.copyto(out, buffer.reshape(shape))
+            memory.deliver(target, buffer)
         return out, value
 
-    def _locate(self, array_name):
+    def _locate(self, error):
         """The message for the first bad value, in C order, of ``mu`` or ``dmu``."""
-        if array_name == "mu":
-            bad = ~((self.mu >= 0.0) & (self.mu <= 1.0))
-            agent, state = np.unravel_index(int(np.argmax(bad)), self.mu.shape)
+        array = self.mu if error.array == "mu" else self.dmu
+        index, value = error.index, error.value
+        if index is None:  # a host backend: find it here
+            bad = ~((array >= 0.0) & (array <= 1.0)) if error.array == "mu" else ~np.isfinite(array)
+            index = int(np.argmax(bad))
+            value = float(array.reshape(-1)[index])
+        if error.array == "mu":
+            agent, state = np.unravel_index(index, array.shape)
             position = np.unravel_index(state, self.shape) if self.shape else ()
-            value = float(self.mu[agent, state])
-            index = ", ".join(str(int(k)) for k in (agent, *position))
+            where = ", ".join(str(int(k)) for k in (agent, *position))
             return (
-                f"mu[{index}] = {value!r} is not a probability in [0, 1] "
+                f"mu[{where}] = {value!r} is not a probability in [0, 1] "
                 f"(agent {agent}, state {tuple(int(k) for k in position)})"
             )
-        bad = ~np.isfinite(self.dmu)
-        agent, state, parameter = np.unravel_index(int(np.argmax(bad)), self.dmu.shape)
-        value = float(self.dmu[agent, state, parameter])
+        agent, state, parameter = np.unravel_index(index, array.shape)
         return (
             f"dmu[{agent}, {state}, {parameter}] = {value!r} is not finite "
             f"(agent {agent}, state {state}, parameter {parameter})"
         )
 
 
-def _backend_module(name):
-    if name == "cuda":
-        raise RuntimeError(
-            "the CUDA backend is not available in this version of fastcov; "
-            "use backend='cpu' (or 'auto') with NumPy arrays"
+class _HostMemory:
+    """Array handling of one call on a host backend: NumPy arrays in and out.
+
+    The CUDA backend's ``Memory`` has the same methods for device arrays.
+    """
+
+    stream = None
+
+    def asarray(self, x):
+        if _is_device_array(x):
+            raise TypeError("mu is a NumPy array but another input is a device array")
+        return np.asarray(x)
+
+    def contiguous(self, array, dtype, shape):
+        return np.ascontiguousarray(array, dtype=dtype).reshape(shape)
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def result(self, buffer, shape):
+        return buffer.reshape(shape)
+
+    def check_out(self, out, shape, dtype, check_host_out):
+        check_host_out(out, shape, dtype)
+        return out
+
+    def writes_directly(self, out, inputs):
+        return out.flags.c_contiguous and not any(
+            np.may_share_memory(out, x) for x in inputs if x is not None
         )
-    return importlib.import_module(f"fastcov.{'reference' if name == 'numpy' else name}")
+
+    def reshape(self, out, shape):
+        return out.reshape(shape)
+
+    def deliver(self, out, buffer):
+        np.copyto(out, buffer.reshape(out.shape))
+
+
+def _backend_module(name):
+    module = importlib.import_module(f"fastcov.{'reference' if name == 'numpy' else name}")
+    if name == "cuda":
+        module.require()
+    return module
 
 
 def _is_device_array(x):
-    return hasattr(x, "__cuda_array_interface__") and not isinstance(x, np.ndarray)
+    # numba's own device arrays (the simulator's too) carry no interface but live in numba.cuda.
+    return not isinstance(x, np.ndarray) and (
+        hasattr(x, "__cuda_array_interface__") or type(x).__module__.startswith("numba.cuda.")
+    )
 
 
-def _real_array(x, name):
-    array = np.asarray(x)
+def _real_array(array, name):
+    """``array`` (NumPy or device) itself, after checking it holds real numbers."""
     if array.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} must hold real numbers (bool, integer or float); got dtype {array.dtype}"

@@ -1,7 +1,45 @@
+"""Shared fixtures. Under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1, its own pytest run in
+.ci/run) the backend-parametrised tests run against backend="cuda" with tiny blocks, so
+several blocks and the cross-block reductions are exercised; tests that do not take the
+``backend`` fixture and are not marked ``cuda`` are deselected there."""
+
+import os
+
 import numpy as np
 import pytest
 
-BACKENDS = ["cpu", "numpy"]
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+BACKENDS = ["cuda"] if SIMULATOR else ["cpu", "numpy"]
+
+
+def pytest_collection_modifyitems(config, items):
+    if not SIMULATOR:
+        return
+    keep = [item for item in items if _runs_on_cuda(item)]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
+def _runs_on_cuda(item):
+    return "backend" in getattr(item, "fixturenames", ()) or item.get_closest_marker("cuda")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _simulator_blocks():
+    """Tiny CUDA blocks under the simulator, where every thread is a Python thread."""
+    if not SIMULATOR:
+        yield
+        return
+    from fastcov import _config
+
+    saved = {name: getattr(_config, name) for name in dir(_config) if name.startswith("CUDA_")}
+    _config.CUDA_THREADS_PER_BLOCK = 16
+    _config.CUDA_MAX_BLOCKS = 4
+    _config.CUDA_CONTRACT_BLOCKS = 2
+    _config.CUDA_POLICY_CHUNK_STATES = 128
+    yield
+    for name, value in saved.items():
+        setattr(_config, name, value)
 
 
 @pytest.fixture(params=BACKENDS)
