@@ -51,7 +51,8 @@ def coverage(mu, *, out=None, backend="auto", check=True, stream=None):
     check : bool
         Verify every value lies in [0, 1] (fused into the kernel: no extra pass). On the
         CUDA backend the check makes the call wait for the device; with ``check=False``
-        array results are returned as soon as the work is queued on ``stream``.
+        :func:`coverage` and :func:`state_weights` return as soon as the work is queued
+        on ``stream`` (functions returning J always wait for it).
     stream : None, numba stream, int handle, PyTorch or CuPy stream
         CUDA backend only: the stream the work goes on (None: the default stream).
 
@@ -258,7 +259,9 @@ def policy_gradient(mu, dmu, *, eps=0.0, out=None, backend="auto", check=True, s
         shape,
         shape,
         call.dtype,
-        lambda kernel_out: call.kernel("policy_gradient")(call.mu, call.dmu, eps, kernel_out, check),
+        lambda kernel_out: call.kernel("policy_gradient")(
+            call.mu, call.dmu, eps, kernel_out, check
+        ),
     )[0]
 
 
@@ -279,7 +282,8 @@ def available_backends():
 
 class _Call:
     """One public call: the canonical (N, S) input, its state shape, the backend and where
-    its arrays live (``memory``: the host, or the device for the CUDA backend)."""
+    its arrays live (``memory``: the host, or the device for the CUDA backend).
+    """
 
     def __init__(self, mu, backend, stream=None, jacobian=None):
         if backend not in BACKENDS:
@@ -299,7 +303,9 @@ class _Call:
         array = _real_array(self.memory.asarray(mu), "mu")
         if array.ndim == 0:
             raise ValueError("mu must have shape (N, *state_shape), agents first; got a scalar")
-        self.jacobian = None if jacobian is None else _real_array(self.memory.asarray(jacobian), "dmu")
+        self.jacobian = (
+            None if jacobian is None else _real_array(self.memory.asarray(jacobian), "dmu")
+        )
         float32 = array.dtype == np.float32 and (
             self.jacobian is None or self.jacobian.dtype == np.float32
         )
@@ -339,7 +345,9 @@ class _Call:
             return memory.result(buffer, shape), value
         target = memory.check_out(out, shape, dtype, _check_out)
         direct = memory.writes_directly(target, (self.mu, self.dmu))
-        buffer = memory.reshape(target, kernel_shape) if direct else memory.empty(kernel_shape, dtype)
+        buffer = (
+            memory.reshape(target, kernel_shape) if direct else memory.empty(kernel_shape, dtype)
+        )
         value = self.run(lambda: kernel(buffer))
         if not direct:
             memory.deliver(target, buffer)

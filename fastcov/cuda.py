@@ -142,7 +142,9 @@ def policy_gradient(mu, dmu, eps, out, check, stream=0):
     g = cuda.device_array((n_agents, chunk), np.float64, stream=stream)
     starts = range(0, n_states, chunk)
     threads, blocks = _config.CUDA_THREADS_PER_BLOCK, _config.CUDA_CONTRACT_BLOCKS
-    partials = cuda.device_array((len(starts), n_agents * n_params, blocks), np.float64, stream=stream)
+    partials = cuda.device_array(
+        (len(starts), n_agents * n_params, blocks), np.float64, stream=stream
+    )
     flags = cuda.to_device(np.zeros(2, np.int32), stream=stream)
     for k, s0 in enumerate(starts):
         s1 = min(s0 + chunk, n_states)
@@ -229,7 +231,9 @@ class Memory:
             return array.reshape(shape)
         converted = cuda.device_array(shape, dtype, stream=self.stream)
         if array.size:
-            _launch_elementwise(_cast_kernel, array.reshape(array.size), converted.reshape(array.size), self.stream)
+            _launch_elementwise(
+                _cast_kernel, array.reshape(array.size), converted.reshape(array.size), self.stream
+            )
         return converted
 
     def empty(self, shape, dtype):
@@ -329,8 +333,8 @@ def _byte_span(array):
     start = array.__cuda_array_interface__["data"][0]
     if array.size == 0:
         return start, start
-    low = sum(min(0, (n - 1) * st) for n, st in zip(array.shape, array.strides))
-    high = sum(max(0, (n - 1) * st) for n, st in zip(array.shape, array.strides))
+    low = sum(min(0, (n - 1) * st) for n, st in zip(array.shape, array.strides, strict=True))
+    high = sum(max(0, (n - 1) * st) for n, st in zip(array.shape, array.strides, strict=True))
     return start + low, start + high + array.dtype.itemsize
 
 
@@ -346,8 +350,8 @@ def _sweep(mu, eps, check, what, stream, states_out=None, grad_out=None):
         return 0.0
     flags = cuda.to_device(np.zeros(1, np.int32), stream=stream)
     partials = _launch_sweep(mu, eps, check, what, stream, flags, states_out, grad_out)
-    if not check and what != _WRITE_NOTHING:
-        return None  # nothing to wait for: the outputs are ready when the stream is
+    if not check and what in (_WRITE_COVERAGE, _WRITE_WEIGHTS):
+        return None  # no J wanted, nothing to check: return while the stream works
     bad = flags.copy_to_host(stream=stream)
     totals = partials.copy_to_host(stream=stream)
     stream_synchronize(stream)
@@ -411,9 +415,10 @@ def _raise_first_bad(array, name, stream):
 # Kernels and device functions. Compiled on first launch for the argument types seen.
 
 if cuda is not None:
+
     @cuda.jit(device=True)
     def _log_coverage(m, q):
-        """log mu(s) from m = mu(s) and q = 1 - mu(s): log1p(-q) where q < 1/2."""
+        """Log mu(s) from m = mu(s) and q = 1 - mu(s): log1p(-q) where q < 1/2."""
         if q < 0.5:
             return math.log1p(-q)
         if m > 0.0:
@@ -422,7 +427,7 @@ if cuda is not None:
 
     @cuda.jit(device=True)
     def _log_weight(m, log_m, eps, log_eps):
-        """log max(mu(s), eps) + 1: eps clamps the weights' log only, never J."""
+        """Log max(mu(s), eps) + 1: eps clamps the weights' log only, never J."""
         return (log_eps if m < eps else log_m) + 1.0
 
     @cuda.jit(device=True)
@@ -523,13 +528,29 @@ def kernel_signatures(dtype):
     return {
         "sweep": (
             _sweep_kernel.py_func,
-            (matrix, f64, f64, types.boolean, types.int64, types.Array(real, 1, "C"),
-             types.Array(real, 2, "C"), types.Array(f64, 1, "C"), types.Array(i32, 1, "C")),
+            (
+                matrix,
+                f64,
+                f64,
+                types.boolean,
+                types.int64,
+                types.Array(real, 1, "C"),
+                types.Array(real, 2, "C"),
+                types.Array(f64, 1, "C"),
+                types.Array(i32, 1, "C"),
+            ),
         ),
         "contract": (
             _contract_kernel.py_func,
-            (types.Array(f64, 2, "C"), types.Array(real, 3, "C"), types.int64, types.int64,
-             types.boolean, types.Array(f64, 2, "A"), types.Array(i32, 1, "C")),
+            (
+                types.Array(f64, 2, "C"),
+                types.Array(real, 3, "C"),
+                types.int64,
+                types.int64,
+                types.boolean,
+                types.Array(f64, 2, "A"),
+                types.Array(i32, 1, "C"),
+            ),
         ),
         "first_bad": (
             _first_bad_kernel.py_func,

@@ -57,7 +57,9 @@ def test_uncovered_state_with_and_without_eps(backend):
     g_eps = fastcov.grad(mu, eps, backend=backend)
     np.testing.assert_array_equal(g_eps[:, 0], -(math.log(eps) + 1.0))
     # eps leaves J and the covered state alone
-    assert fastcov.entropy(mu, backend=backend) == fastcov.value_and_grad(mu, eps, backend=backend)[0]
+    assert (
+        fastcov.entropy(mu, backend=backend) == fastcov.value_and_grad(mu, eps, backend=backend)[0]
+    )
     np.testing.assert_array_equal(g_eps[:, 1], g[:, 1])
 
 

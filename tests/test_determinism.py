@@ -28,7 +28,7 @@ def _all_results(mu, dmu):
 
 
 def _assert_bit_identical(a, b):
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
 
 

@@ -88,7 +88,16 @@ def test_wrong_jacobian_shape(backend, shape):
         fastcov.policy_gradient(np.full((2, 2, 3), 0.5), np.ones(shape), backend=backend)
 
 
-@pytest.mark.parametrize("eps, error", [(-1e-9, ValueError), (1.5, ValueError), (np.nan, ValueError), ("1e-9", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "eps, error",
+    [
+        (-1e-9, ValueError),
+        (1.5, ValueError),
+        (np.nan, ValueError),
+        ("1e-9", TypeError),
+        (True, TypeError),
+    ],
+)
 def test_bad_eps(backend, eps, error):
     with pytest.raises(error, match="eps"):
         fastcov.grad(np.full((2, 3), 0.5), eps, backend=backend)

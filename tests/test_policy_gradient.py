@@ -53,7 +53,9 @@ def test_theorem_1_form_equals_policy_gradient(backend, theta):
     c = fastcov.state_weights(mu, backend=backend).reshape(-1)
     flat = mu.reshape(len(theta), -1)
     theorem = np.einsum("s,isp->ip", c, -dmu / (1 - flat)[..., None])
-    np.testing.assert_allclose(fastcov.policy_gradient(mu, dmu, backend=backend), theorem, rtol=1e-10)
+    np.testing.assert_allclose(
+        fastcov.policy_gradient(mu, dmu, backend=backend), theorem, rtol=1e-10
+    )
 
 
 def test_surrogate_with_frozen_weights_has_the_same_gradient(theta):
@@ -69,7 +71,9 @@ def test_surrogate_with_frozen_weights_has_the_same_gradient(theta):
             down[i, k] -= h
             surrogate = [np.sum(c * np.log1p(-_sensors(t)[0][i])) for t in (up, down)]
             slope = (surrogate[0] - surrogate[1]) / (2 * h)
-            assert slope == pytest.approx(fastcov.policy_gradient(mu, dmu)[i, k], rel=1e-6, abs=1e-8)
+            assert slope == pytest.approx(
+                fastcov.policy_gradient(mu, dmu)[i, k], rel=1e-6, abs=1e-8
+            )
 
 
 def test_policy_gradient_equals_grad_contracted(backend, dtype):

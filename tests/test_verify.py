@@ -99,7 +99,11 @@ def test_command_line_quick_run(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PROVED" in result.stdout.splitlines()[-1]
     rows = json.loads((tmp_path / "v.json").read_text())
-    assert {row["check"] for row in rows} >= {"theorem 1", "coefficients g, c", "kernels vs lambdify"}
+    assert {row["check"] for row in rows} >= {
+        "theorem 1",
+        "coefficients g, c",
+        "kernels vs lambdify",
+    }
     assert max(row["n_agents"] for row in rows) == 3
 
 

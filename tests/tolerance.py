@@ -28,7 +28,9 @@ def assert_close(actual, expected, dtype, quantity, n_agents=1, weight_factor=No
     finite = ~infinite
     error = np.abs(actual[finite] - expected[finite])
     # A subnormal result cannot carry a relative bound: allow one unit of the format there.
-    bound = RELATIVE[dtype][quantity] * np.abs(expected[finite]) + np.finfo(dtype).smallest_subnormal
+    bound = (
+        RELATIVE[dtype][quantity] * np.abs(expected[finite]) + np.finfo(dtype).smallest_subnormal
+    )
     if weight_factor is not None:
         factor = np.broadcast_to(np.asarray(weight_factor), expected.shape)[finite]
         absolute = ABSOLUTE_PER_AGENT[dtype] * (n_agents + 1)

@@ -1,0 +1,78 @@
+"""The CUDA kernels compile to PTX for sm_90 without a GPU, and the J path has no float atomics.
+
+Also: importing fastcov never imports numba.cuda, and where the CUDA backend cannot run,
+asking for it says why. (Not run in the simulator pass: it compiles for real.)
+"""
+
+import re
+import subprocess
+import sys
+from unittest import mock
+
+import numpy as np
+import pytest
+
+import fastcov
+
+FLOAT_ATOMIC = re.compile(r"\b(atom|red)(\.\w+)*\.(f16|bf16|f32|f64)\b")
+
+
+@pytest.fixture(scope="module")
+def compile_ptx():
+    cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    from numba.cuda import dispatcher
+
+    from fastcov import cuda as backend
+
+    class Hopper:  # device functions ask the current device its compute capability
+        compute_capability = (9, 0)
+
+    def compile_all(dtype):
+        with mock.patch.object(dispatcher, "get_current_device", Hopper):
+            return {
+                name: cuda.compile_ptx(function, signature, cc=(9, 0))[0]
+                for name, (function, signature) in backend.kernel_signatures(dtype).items()
+            }
+
+    return compile_all
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_kernels_compile_for_sm90_without_float_atomics(compile_ptx, dtype):
+    ptx = compile_ptx(dtype)
+    assert set(ptx) == {"sweep", "contract", "first_bad"}
+    for name, text in ptx.items():
+        assert ".target sm_90" in text, name
+        assert not FLOAT_ATOMIC.search(text), (
+            f"float atomic in {name}: {FLOAT_ATOMIC.search(text)[0]}"
+        )
+    # mu is read in its own precision and the reduction goes through shared memory.
+    width = "f32" if dtype == np.float32 else "f64"
+    assert re.search(rf"ld\.global(\.\w+)*\.{width}", ptx["sweep"])
+    assert "bar.sync" in ptx["sweep"] and "st.shared.f64" in ptx["sweep"]
+    # The only atomic anywhere: the integer min that locates a bad value.
+    assert re.search(r"atom\.global\.min\.s64", ptx["first_bad"])
+
+
+def test_float_atomic_pattern_is_not_vacuous():
+    assert FLOAT_ATOMIC.search("atom.global.add.f64 %fd1, [%rd1], %fd2;")
+    assert FLOAT_ATOMIC.search("red.global.add.f32 [%rd1], %f2;")
+    assert not FLOAT_ATOMIC.search("atom.global.min.s64 %rd3, [%rd1], %rd2;")
+
+
+def test_import_does_not_touch_numba_cuda():
+    code = (
+        "import sys, fastcov; print(sorted(m for m in sys.modules if m.startswith('numba.cuda')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_cuda_backend_says_why_it_cannot_run():
+    if "cuda" in fastcov.available_backends():
+        pytest.skip("the CUDA backend can run here")
+    with pytest.raises(RuntimeError, match="CUDA backend") as info:
+        fastcov.entropy(np.full((2, 3), 0.5), backend="cuda")
+    assert "driver" in str(info.value) or "numba-cuda" in str(info.value)
