@@ -1,99 +1,185 @@
-"""CPU value_and_grad against the naive NumPy formula and the machine's copy bandwidth.
+"""fastcov value_and_grad against its peers and against the machine's own bandwidth.
 
-Every figure is a ratio taken in the same run: the "copy" of the same bytes (read mu,
-write an array of mu's size) is the faster of ``np.copyto`` and a parallel Numba copy on
-all threads, into a preallocated array. Effective bandwidth = (bytes of mu + bytes of g) /
-time. Usage: ``python -m bench [--states 1e7] [--agents 8] [--repeat 7]``.
+Every figure is a ratio taken in the same run: "copy" reads mu and writes an array of
+mu's size (the floor for value_and_grad: one read of mu, one write of g), "read" only
+reads mu. Effective bandwidth = (bytes of mu + bytes of g) / time (mu alone for "read").
+
+Usage (from a checkout): ``python -m bench`` for the full report (N in {2, 8, 32}, S in
+{1e3, 1e5, 1e7}, float64 and float32, then compile latency, per-call time, peak memory and
+thread scaling), ``--quick`` for about a minute, ``--sizes 8x1e7,2x1e5``, ``--dtype
+float32``, ``--impl fastcov-cpu-out,naive``. Writes ``--json`` (default
+bench-results.json) and, with matplotlib, ``--plot`` (default bench-results.png).
 """
 
 import argparse
+import datetime
 import platform
-import time
-import timeit
 
 import numba
 import numpy as np
 
-import fastcov
+from bench import implementations, measure
+
+FULL_SIZES = [(n, s) for n in (2, 8, 32) for s in (10**3, 10**5, 10**7)]
+QUICK_SIZES = [(8, 10**5), (8, 10**6)]
 
 
 def main(argv=None):
-    """Print the table."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--agents", type=int, default=8)
-    parser.add_argument("--states", type=float, default=1e7)
-    parser.add_argument("--repeat", type=int, default=7)
-    args = parser.parse_args(argv)
-    n_agents, n_states = args.agents, int(args.states)
-    print(
-        f"# {platform.processor() or platform.machine()}, {numba.get_num_threads()} threads, "
-        f"numpy {np.__version__}, numba {numba.__version__}, N = {n_agents}, S = {n_states:.0e}"
-    )
-    header = ("dtype", "implementation", "median ms", "GB/s", "x copy", "x naive")
-    print("{:8} {:28} {:>10} {:>7} {:>7} {:>8}".format(*header))
-    rng = np.random.default_rng(0)
-    for dtype in (np.float64, np.float32):
-        mu = rng.random((n_agents, n_states)).astype(dtype)
-        g = np.empty_like(mu)
-        moved = 2 * mu.nbytes
-        copy = min(
-            _median(lambda: np.copyto(g, mu), args.repeat),
-            _median(lambda: _parallel_copy(mu.reshape(-1), g.reshape(-1)), args.repeat),
+    """Run the benchmarks, print the tables, write JSON and the plot."""
+    args = _parser().parse_args(argv)
+    sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
+    repeat = args.repeat or (3 if args.quick else 7)
+    names = args.impl or list(implementations.IMPLEMENTATIONS)
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, "
+        f"{numba.get_num_threads()} threads",
+        "versions": {"numpy": np.__version__, "numba": numba.__version__},
+        "rows": [],
+    }
+    versions = f"numpy {np.__version__}, numba {numba.__version__}"
+    print(f"# {report['date']}, {report['machine']}, {versions}")
+    for name in names:
+        reason = implementations.available(name)
+        if reason:
+            print(f"# {name}: not run ({reason})")
+    header = ("implementation", "N", "S", "dtype", "median ms", "GB/s", "x copy", "x naive")
+    print("{:18} {:>3} {:>6} {:8} {:>10} {:>7} {:>7} {:>8}".format(*header))
+    for dtype in args.dtype:
+        for n_agents, n_states in sizes:
+            report["rows"] += _size(names, n_agents, n_states, dtype, repeat)
+    if not args.quick:
+        report.update(_side_measurements(repeat))
+    with open(args.json, "w") as file:
+        file.write(measure.dumps(report))
+    print(f"# wrote {args.json}")
+    _plot(report["rows"], args.plot)
+
+
+def _size(names, n_agents, n_states, dtype, repeat):
+    """Time every runnable implementation at one size; print and return the rows."""
+    mu = np.random.default_rng(0).random((n_agents, n_states)).astype(dtype)
+    seconds = {}
+    for name in ("copy", "naive", *names):
+        if name in seconds or implementations.skip_reason(name, n_agents, n_states):
+            continue
+        seconds[name] = measure.median_seconds(implementations.build(name, mu), repeat)
+    rows = []
+    for name in names:
+        if name not in seconds:
+            continue
+        row = {
+            "implementation": name,
+            "N": n_agents,
+            "S": n_states,
+            "dtype": np.dtype(dtype).name,
+            "seconds": seconds[name],
+            "GB/s": implementations.bytes_moved(name, mu) / seconds[name] / 1e9,
+            "x copy": seconds["copy"] / seconds[name],
+            "x naive": seconds["naive"] / seconds[name],
+        }
+        rows.append(row)
+        print(
+            f"{name:18} {n_agents:3d} {n_states:6.0e} {row['dtype']:8} "
+            f"{row['seconds'] * 1e3:10.3f} {row['GB/s']:7.1f} {row['x copy']:7.2f} "
+            f"{row['x naive']:8.1f}"
         )
-        naive = _median(lambda: naive_value_and_grad(mu), max(3, args.repeat // 2))
-        rows = [
-            ("copy of the same bytes", copy),
-            ("naive NumPy formula", naive),
-            ("fastcov cpu, out=", _median(lambda: fastcov.value_and_grad(mu, out=g), args.repeat)),
-            ("fastcov cpu, allocating", _median(lambda: fastcov.value_and_grad(mu), args.repeat)),
-        ]
-        for name, seconds in rows:
-            print(
-                f"{np.dtype(dtype).name:8} {name:28} {seconds * 1e3:10.1f} "
-                f"{moved / seconds / 1e9:7.1f} {copy / seconds:7.2f} {naive / seconds:8.1f}"
+    return rows
+
+
+def _side_measurements(repeat):
+    print("# first call in a fresh process (import + compile or cache load), N = 8, S = 1e3")
+    latency = measure.compile_latency()
+    for label, seconds in latency.items():
+        print(f"{label:28} {seconds:8.2f} s")
+    print("# per call, N = 4, S = 1e3, float64 (best of 7 runs of 2000 calls; SPEC <= 20 us)")
+    calls = measure.per_call()
+    for label, micros in calls.items():
+        print(f"{label:28} {micros:8.1f} us")
+    print("# peak RSS growth over one value_and_grad, N = 8, S = 1e7, float64 (fresh process)")
+    memory = measure.peak_memory(8, 10**7, np.float64)
+    for label, mib in memory.items():
+        print(f"{label:28} {mib:8.1f} MiB")
+    print("# thread scaling, fastcov cpu out=, N = 8, S = 1e7, float64")
+    mu = np.random.default_rng(0).random((8, 10**7))
+    threads = measure.thread_scaling(mu, repeat)
+    one = threads[1]
+    for count, seconds in threads.items():
+        print(f"{count} thread(s){'':18} {seconds * 1e3:8.1f} ms   x{one / seconds:.2f}")
+    return {
+        "compile latency s": latency,
+        "per call us": calls,
+        "peak memory MiB": memory,
+        "threads s": {str(k): v for k, v in threads.items()},
+    }
+
+
+def _plot(rows, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("# no plot: matplotlib is not installed")
+        return
+    panels = sorted({(row["dtype"], row["N"]) for row in rows})
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    for axis, (dtype, n_agents) in zip(axes[0], panels, strict=True):
+        for name in dict.fromkeys(row["implementation"] for row in rows):
+            points = sorted(
+                (row["S"], row["GB/s"])
+                for row in rows
+                if (row["implementation"], row["dtype"], row["N"]) == (name, dtype, n_agents)
             )
-    _small_calls()
+            if points:
+                style = "k--" if name == "copy" else "o-"
+                axis.plot(*zip(*points, strict=True), style, label=name)
+        axis.set(xscale="log", yscale="log", xlabel="states S", title=f"N = {n_agents}, {dtype}")
+        axis.set_ylabel("effective GB/s (mu + g)")
+    axes[0][0].legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    print(f"# wrote {path}")
 
 
-def _small_calls():
-    """Per-call time at N = 4, S = 1e3 (SPEC: <= 20 us after compilation): best of 7 x 2000."""
-    mu = np.random.default_rng(1).random((4, 1000))
-    g = np.empty_like(mu)
-    print("# per call, N = 4, S = 1e3, float64 (best of 7 runs of 2000 calls)")
-    for name, call in (
-        ("value_and_grad, out=", lambda: fastcov.value_and_grad(mu, out=g)),
-        ("value_and_grad", lambda: fastcov.value_and_grad(mu)),
-        ("entropy", lambda: fastcov.entropy(mu)),
-    ):
-        call()
-        best = min(timeit.repeat(call, number=2000, repeat=7)) / 2000
-        print(f"{name:28} {best * 1e6:8.1f} us")
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="N = 8, S in {1e5, 1e6}; no side tables"
+    )
+    parser.add_argument("--sizes", type=_sizes, help="comma-separated NxS, e.g. 8x1e7,2x1e5")
+    parser.add_argument(
+        "--dtype",
+        type=lambda text: [np.dtype(name).type for name in text.split(",")],
+        default=[np.float64, np.float32],
+        help="float64, float32 or both (default both)",
+    )
+    parser.add_argument(
+        "--impl",
+        type=_implementations,
+        help=f"comma-separated, from: {', '.join(implementations.IMPLEMENTATIONS)}",
+    )
+    parser.add_argument("--repeat", type=int, help="timings per median (default 7, quick 3)")
+    parser.add_argument("--json", default="bench-results.json")
+    parser.add_argument("--plot", default="bench-results.png")
+    return parser
 
 
-def naive_value_and_grad(mu):
-    """What one writes by hand: 1 - prod and a division by 1 - mu_i (inexact at mu_i = 1)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.prod(1.0 - mu, axis=0)
-        m = 1.0 - q
-        log_m = np.log(m)
-        value = float(-(m * log_m).sum())
-        return value, -(log_m + 1.0) * q / (1.0 - mu)
+def _sizes(text):
+    sizes = []
+    for item in text.split(","):
+        agents, _, states = item.lower().partition("x")
+        sizes.append((int(agents), int(float(states))))
+    return sizes
 
 
-def _median(run, repeat):
-    run()  # warm: compilation, page faults of the first touch
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-@numba.njit(parallel=True, cache=True)
-def _parallel_copy(source, target):
-    for k in numba.prange(source.size):
-        target[k] = source[k]
+def _implementations(text):
+    names = text.split(",")
+    unknown = [name for name in names if name not in implementations.IMPLEMENTATIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown implementation(s): {', '.join(unknown)}")
+    return names
 
 
 if __name__ == "__main__":

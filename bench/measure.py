@@ -1,0 +1,111 @@
+"""Timing and the side measurements: compile latency, per-call overhead, peak memory, threads."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+
+import numba
+import numpy as np
+
+import fastcov
+
+
+def median_seconds(run, repeat, min_seconds=0.02):
+    """Median time of ``run()`` over ``repeat`` timings, after a warm-up call.
+
+    Each timing loops ``run`` enough times to last ``min_seconds`` (small inputs would
+    otherwise measure the timer), and reports the time of one call.
+    """
+    run()  # compilation, first-touch page faults
+    start = time.perf_counter()
+    run()
+    once = time.perf_counter() - start
+    number = max(1, int(min_seconds / max(once, 1e-9)))
+    times = timeit.repeat(run, number=number, repeat=repeat)
+    return float(np.median(times)) / number
+
+
+def compile_latency():
+    """Seconds to import fastcov and run a first value_and_grad in a fresh process, with an
+    empty disk cache and then with the cache that first process wrote.
+    """
+    code = (
+        "import time; start = time.perf_counter(); import numpy as np, fastcov; "
+        "fastcov.value_and_grad(np.full((8, 1000), 0.5)); print(time.perf_counter() - start)"
+    )
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        return {
+            label: float(_python(code, env))
+            for label in ("cold (empty cache)", "warm (disk cache)")
+        }
+
+
+def per_call(repeat=7, number=2000):
+    """Best time per call at N = 4, S = 1e3, float64, in microseconds (SPEC: <= 20 us)."""
+    mu = np.random.default_rng(1).random((4, 1000))
+    g = np.empty_like(mu)
+    calls = {
+        "value_and_grad, out=": lambda: fastcov.value_and_grad(mu, out=g),
+        "value_and_grad": lambda: fastcov.value_and_grad(mu),
+        "entropy": lambda: fastcov.entropy(mu),
+    }
+    result = {}
+    for name, call in calls.items():
+        call()
+        result[name] = min(timeit.repeat(call, number=number, repeat=repeat)) / number * 1e6
+    return result
+
+
+def peak_memory(n_agents, n_states, dtype):
+    """Growth of the process's peak RSS over one value_and_grad call, in MiB, measured in a
+    fresh process after a small warm-up, with ``out=`` and allocating; and the size of g.
+    """
+    code = f"""
+import resource, numpy as np, fastcov
+mu = np.random.default_rng(0).random(({n_agents}, {n_states})).astype("{np.dtype(dtype).name}")
+fastcov.value_and_grad(mu[:, :1000].copy())
+result = {{}}
+for label in ("out=", "allocating"):
+    g = np.empty_like(mu) if label == "out=" else None
+    if g is not None:
+        g.fill(0)  # touch the pages before the measurement
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kept = fastcov.value_and_grad(mu, out=g)
+    result[label] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    del kept, g
+print(result)
+"""
+    growth = ast.literal_eval(_python(code, dict(os.environ)))
+    return {"output MiB": n_agents * n_states * np.dtype(dtype).itemsize / 2**20, **growth}
+
+
+def thread_scaling(mu, repeat):
+    """Median seconds of fastcov cpu value_and_grad(out=) with 1 thread and with all."""
+    g = np.empty_like(mu)
+    threads = numba.get_num_threads()
+    result = {}
+    try:
+        for count in sorted({1, threads}):
+            numba.set_num_threads(count)
+            result[count] = median_seconds(lambda: fastcov.value_and_grad(mu, out=g), repeat)
+    finally:
+        numba.set_num_threads(threads)
+    return result
+
+
+def _python(code, env):
+    completed = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return completed.stdout.strip().splitlines()[-1]
+
+
+def dumps(results):
+    """JSON text of a results dict (numpy scalars made plain)."""
+    return json.dumps(results, indent=2, default=float)
