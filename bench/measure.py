@@ -1,6 +1,5 @@
 """Timing and the side measurements: compile latency, per-call overhead, peak memory, threads."""
 
-import ast
 import json
 import os
 import subprocess
@@ -63,26 +62,28 @@ def per_call(repeat=7, number=2000):
 
 
 def peak_memory(n_agents, n_states, dtype):
-    """Growth of the process's peak RSS over one value_and_grad call, in MiB, measured in a
-    fresh process after a small warm-up, with ``out=`` and allocating; and the size of g.
+    """Growth of the peak RSS over one value_and_grad call, in MiB, each case in a fresh
+    process after a small warm-up: with ``out=`` (g allocated and touched before), and
+    allocating (the growth then includes g itself); and the size of g for comparison.
     """
-    code = f"""
-import resource, numpy as np, fastcov
-mu = np.random.default_rng(0).random(({n_agents}, {n_states})).astype("{np.dtype(dtype).name}")
+    code = """
+import resource, sys, numpy as np, fastcov
+n_agents, n_states, dtype, label = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+mu = np.random.default_rng(0).random((n_agents, n_states)).astype(dtype, copy=False)
 fastcov.value_and_grad(mu[:, :1000].copy())
-result = {{}}
-for label in ("out=", "allocating"):
-    g = np.empty_like(mu) if label == "out=" else None
-    if g is not None:
-        g.fill(0)  # touch the pages before the measurement
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kept = fastcov.value_and_grad(mu, out=g)
-    result[label] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    del kept, g
-print(result)
+g = None
+if label == "out=":
+    g = np.empty_like(mu)
+    g.fill(0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+fastcov.value_and_grad(mu, out=g)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
 """
-    growth = ast.literal_eval(_python(code, dict(os.environ)))
-    return {"output MiB": n_agents * n_states * np.dtype(dtype).itemsize / 2**20, **growth}
+    args = [str(n_agents), str(n_states), np.dtype(dtype).name]
+    result = {"size of g": n_agents * n_states * np.dtype(dtype).itemsize / 2**20}
+    for label in ("out=", "allocating"):
+        result[label] = float(_python(code, dict(os.environ), [*args, label]))
+    return result
 
 
 def thread_scaling(mu, repeat):
@@ -99,9 +100,9 @@ def thread_scaling(mu, repeat):
     return result
 
 
-def _python(code, env):
+def _python(code, env, args=()):
     completed = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True
     )
     return completed.stdout.strip().splitlines()[-1]
 

@@ -146,12 +146,15 @@ def policy_gradient(mu, dmu, eps, out, check, stream=0):
         (len(starts), n_agents * n_params, blocks), np.float64, stream=stream
     )
     flags = cuda.to_device(np.zeros(2, np.int32), stream=stream)
+    rows = n_agents * n_params
     for k, s0 in enumerate(starts):
         s1 = min(s0 + chunk, n_states)
         _launch_sweep(mu[:, s0:s1], eps, check, _WRITE_GRADIENT, stream, flags, grad_out=g)
-        _contract_kernel[(blocks, n_agents * n_params), threads, stream, _shared_bytes(threads)](
-            g, dmu, s0, s1 - s0, check, partials[k], flags
-        )
+        for row0 in range(0, rows, _MAX_GRID_Y):  # gridDim.y is at most 65535
+            grid = (blocks, min(_MAX_GRID_Y, rows - row0))
+            _contract_kernel[grid, threads, stream, _shared_bytes(threads)](
+                g, dmu, s0, s1 - s0, row0, check, partials[k], flags
+            )
     bad = flags.copy_to_host(stream=stream)
     stream_synchronize(stream)
     if bad[0]:
@@ -376,6 +379,9 @@ def _launch_sweep(mu, eps, check, what, stream, flags, states_out=None, grad_out
     return partials
 
 
+_MAX_GRID_Y = 65535
+
+
 def _grid(n_states):
     """Blocks for a sweep over ``n_states`` states: from the shape and configuration only."""
     per_block = _config.CUDA_THREADS_PER_BLOCK
@@ -478,10 +484,10 @@ if cuda is not None:
             partials[cuda.blockIdx.x] = block_total
 
     @cuda.jit
-    def _contract_kernel(g, dmu, s0, n, check, partials, flags):
+    def _contract_kernel(g, dmu, s0, n, row0, check, partials, flags):
         """partials[i * P + p, block] = sum over the block's states of g[i, s] dmu[i, s0 + s, p]."""
         n_params = dmu.shape[2]
-        row = cuda.blockIdx.y
+        row = row0 + cuda.blockIdx.y
         i = row // n_params
         p = row - i * n_params
         step = cuda.gridDim.x * cuda.blockDim.x
@@ -545,6 +551,7 @@ def kernel_signatures(dtype):
             (
                 types.Array(f64, 2, "C"),
                 types.Array(real, 3, "C"),
+                types.int64,
                 types.int64,
                 types.int64,
                 types.boolean,

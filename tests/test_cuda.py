@@ -126,7 +126,10 @@ def test_stream_is_used_and_check_false_is_asynchronous(cuda):
     assert J == fastcov.entropy(host, backend="cuda")
 
 
-def test_policy_gradient_on_the_device_over_several_chunks(cuda):
+def test_policy_gradient_on_the_device_over_several_chunks(cuda, monkeypatch):
+    from fastcov import cuda as backend
+
+    monkeypatch.setattr(backend, "_MAX_GRID_Y", 4)  # 6 (agent, parameter) rows: 2 launches
     rng = np.random.default_rng(6)
     mu = hard_inputs(3, 300, seed=6)  # more states than a simulator chunk (128)
     dmu = rng.standard_normal((3, 300, 2))
