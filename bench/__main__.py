@@ -123,9 +123,14 @@ def _plot(rows, path):
     except ImportError:
         print("# no plot: matplotlib is not installed")
         return
-    panels = sorted({(row["dtype"], row["N"]) for row in rows})
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
-    for axis, (dtype, n_agents) in zip(axes[0], panels, strict=True):
+    dtypes = sorted({row["dtype"] for row in rows})
+    agents = sorted({row["N"] for row in rows})
+    figure, axes = plt.subplots(
+        len(dtypes), len(agents), figsize=(4.5 * len(agents), 4 * len(dtypes)), squeeze=False
+    )
+    for axis, (dtype, n_agents) in zip(
+        axes.ravel(), [(d, n) for d in dtypes for n in agents], strict=True
+    ):
         for name in dict.fromkeys(row["implementation"] for row in rows):
             points = sorted(
                 (row["S"], row["GB/s"])
