@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from ._errors import InvalidValues
+from ._memory import HostMemory, is_device_array
 
 __all__ = [
     "coverage",
@@ -289,16 +290,16 @@ class _Call:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         if backend == "auto":
-            backend = "cuda" if _is_device_array(mu) else "cpu"
+            backend = "cuda" if is_device_array(mu) else "cpu"
         if stream is not None and backend != "cuda":
             raise ValueError(f"stream= applies to the CUDA backend only, not backend={backend!r}")
-        if backend != "cuda" and _is_device_array(mu):
+        if backend != "cuda" and is_device_array(mu):
             raise TypeError(
                 f"mu is a device array; backend={backend!r} needs a NumPy array "
                 "(use backend='cuda' or 'auto', or copy it to the host)"
             )
         self.module = _backend_module(backend)
-        self.memory = self.module.Memory(mu, stream) if backend == "cuda" else _HostMemory()
+        self.memory = self.module.Memory(mu, stream) if backend == "cuda" else HostMemory()
         self.stream_args = {"stream": self.memory.stream} if backend == "cuda" else {}
         array = _real_array(self.memory.asarray(mu), "mu")
         if array.ndim == 0:
@@ -343,7 +344,8 @@ class _Call:
             buffer = memory.empty(kernel_shape, dtype)
             value = self.run(lambda: kernel(buffer))
             return memory.result(buffer, shape), value
-        target = memory.check_out(out, shape, dtype, _check_out)
+        target = memory.as_out(out)
+        _check_out(target, shape, dtype)
         direct = memory.writes_directly(target, (self.mu, self.dmu))
         buffer = (
             memory.reshape(target, kernel_shape) if direct else memory.empty(kernel_shape, dtype)
@@ -376,56 +378,11 @@ class _Call:
         )
 
 
-class _HostMemory:
-    """Array handling of one call on a host backend: NumPy arrays in and out.
-
-    The CUDA backend's ``Memory`` has the same methods for device arrays.
-    """
-
-    stream = None
-
-    def asarray(self, x):
-        if _is_device_array(x):
-            raise TypeError("mu is a NumPy array but another input is a device array")
-        return np.asarray(x)
-
-    def contiguous(self, array, dtype, shape):
-        return np.ascontiguousarray(array, dtype=dtype).reshape(shape)
-
-    def empty(self, shape, dtype):
-        return np.empty(shape, dtype)
-
-    def result(self, buffer, shape):
-        return buffer.reshape(shape)
-
-    def check_out(self, out, shape, dtype, check_host_out):
-        check_host_out(out, shape, dtype)
-        return out
-
-    def writes_directly(self, out, inputs):
-        return out.flags.c_contiguous and not any(
-            np.may_share_memory(out, x) for x in inputs if x is not None
-        )
-
-    def reshape(self, out, shape):
-        return out.reshape(shape)
-
-    def deliver(self, out, buffer):
-        np.copyto(out, buffer.reshape(out.shape))
-
-
 def _backend_module(name):
     module = importlib.import_module(f"fastcov.{'reference' if name == 'numpy' else name}")
     if name == "cuda":
         module.require()
     return module
-
-
-def _is_device_array(x):
-    # numba's own device arrays (the simulator's too) carry no interface but live in numba.cuda.
-    return not isinstance(x, np.ndarray) and (
-        hasattr(x, "__cuda_array_interface__") or type(x).__module__.startswith("numba.cuda.")
-    )
 
 
 def _real_array(array, name):
@@ -447,11 +404,7 @@ def _check_eps(eps):
 
 
 def _check_out(out, shape, dtype):
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a NumPy array, not {type(out).__name__}")
     if out.shape != tuple(shape):
         raise ValueError(f"out has shape {out.shape}; expected {tuple(shape)}")
     if out.dtype != dtype:
         raise ValueError(f"out has dtype {out.dtype}; expected {np.dtype(dtype)}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")

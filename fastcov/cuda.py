@@ -40,6 +40,7 @@ from numba import float64 as _numba_float64
 
 from . import _config
 from ._errors import InvalidValues
+from ._memory import HostMemory, is_device_array
 
 try:
     from numba import cuda
@@ -52,7 +53,6 @@ else:
 __all__ = [
     "require",
     "describe",
-    "is_device_array",
     "Memory",
     "coverage",
     "entropy",
@@ -92,13 +92,6 @@ def describe():
     name = device.name.decode() if isinstance(device.name, bytes) else device.name
     major, minor = device.compute_capability
     return f"available: {name} (compute capability {major}.{minor})"
-
-
-def is_device_array(x):
-    """True for numba device arrays (simulated ones too) and any ``__cuda_array_interface__``."""
-    return hasattr(x, "__cuda_array_interface__") or (
-        cuda is not None and cuda.devicearray.is_cuda_ndarray(x)
-    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -204,12 +197,7 @@ class Memory:
     def asarray(self, x):
         """A NumPy array (host input) or a numba device array view of ``x`` (zero-copy)."""
         if self.on_host:
-            if is_device_array(x):
-                raise TypeError(
-                    "mu is a NumPy array but another input is on the device: pass both from "
-                    "the same side"
-                )
-            return np.asarray(x)
+            return HostMemory().asarray(x)
         if not is_device_array(x):
             raise TypeError(
                 f"mu is on the device but another input is a {type(x).__name__}: pass both "
@@ -227,7 +215,7 @@ class Memory:
         if self.on_host:
             host = np.ascontiguousarray(array, dtype=dtype).reshape(shape)
             return cuda.to_device(host, stream=self.stream)
-        if not _is_c_contiguous(array):
+        if not array.is_c_contiguous():
             host = np.ascontiguousarray(array.copy_to_host(stream=self.stream), dtype=dtype)
             return cuda.to_device(host.reshape(shape), stream=self.stream)
         if array.dtype == dtype:
@@ -251,23 +239,18 @@ class Memory:
             return host.reshape(shape)
         return buffer.reshape(shape)
 
-    def check_out(self, out, shape, dtype, check_host_out):
-        """Validate ``out`` and return the array to deliver the result into."""
+    def as_out(self, out):
+        """The array to deliver into: ``out`` itself (host input) or its device view."""
         if self.on_host:
-            check_host_out(out, shape, dtype)
-            return out
+            return HostMemory().as_out(out)
         if not is_device_array(out):
             raise TypeError(
                 f"out must be a device array for device input, not {type(out).__name__}"
             )
-        array = _as_device(out)
-        if array.shape != tuple(shape):
-            raise ValueError(f"out has shape {array.shape}; expected {tuple(shape)}")
-        if array.dtype != dtype:
-            raise ValueError(f"out has dtype {array.dtype}; expected {np.dtype(dtype)}")
         if _is_read_only(out):
             raise ValueError("out is read-only")
-        if not _is_c_contiguous(array):
+        array = _as_device(out)
+        if not array.is_c_contiguous():
             raise ValueError(
                 f"out must be C-contiguous on the CUDA backend; got strides {array.strides}"
             )
@@ -311,10 +294,6 @@ def _as_stream(stream):
         "stream must be None, a numba stream, a stream handle (int), or a PyTorch / CuPy "
         f"stream; got {type(stream).__name__}"
     )
-
-
-def _is_c_contiguous(array):
-    return array.is_c_contiguous()
 
 
 def _is_read_only(x):
