@@ -66,8 +66,16 @@ def peak_memory(n_agents, n_states, dtype):
     process after a small warm-up: with ``out=`` (g allocated and touched before), and
     allocating (the growth then includes g itself); and the size of g for comparison.
     """
+    # VmHWM, not ru_maxrss: Linux carries the parent's ru_maxrss into a forked child, so
+    # from inside a large benchmark process every growth read as 0.
     code = """
 import resource, sys, numpy as np, fastcov
+def peak_kib():
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 n_agents, n_states, dtype, label = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 mu = np.random.default_rng(0).random((n_agents, n_states)).astype(dtype, copy=False)
 fastcov.value_and_grad(mu[:, :1000].copy())
@@ -75,9 +83,9 @@ g = None
 if label == "out=":
     g = np.empty_like(mu)
     g.fill(0)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 fastcov.value_and_grad(mu, out=g)
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+print((peak_kib() - before) / 1024)
 """
     args = [str(n_agents), str(n_states), np.dtype(dtype).name]
     result = {"size of g": n_agents * n_states * np.dtype(dtype).itemsize / 2**20}

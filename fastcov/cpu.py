@@ -6,24 +6,33 @@ runs over chunks. Both partitions depend on (N, S) only, never on the thread cou
 is accumulated per block and summed in block order (exactly, with ``math.fsum``), so J and
 g are bit-identical whatever ``numba.set_num_threads`` says.
 
-Inside a block (``_forward``, then ``_backward``):
+Agents go in groups of ``_GROUP`` = 8; the last group is padded with rows of zeros, which
+change nothing exactly (a factor 1 - 0 = 1 and a term 0 q). For each state of a group:
 
-1. forward over agents i = 0..N-1: check mu_i(s) in [0, 1], save the exclusive prefix
-   product prod_{j<i} (1 - mu_j(s)) in a float64 scratch row, and update
+1. forward over its agents i: check mu_i(s) in [0, 1], store the exclusive prefix product
+   prod_{j<i} (1 - mu_j(s)) in g_i(s)'s place, and update
        m(s) <- m(s) + mu_i(s) q(s),   q(s) <- q(s) (1 - mu_i(s)),
-   so that m = mu(s) and q = 1 - mu(s) = prod_j (1 - mu_j(s)). Every term of m is
-   non-negative: mu(s) keeps full relative accuracy even when every mu_j(s) is tiny, with
-   no transcendental call;
+   so that after every group m = mu(s) and q = 1 - mu(s) = prod_j (1 - mu_j(s)). Every
+   term of m is non-negative: mu(s) keeps full relative accuracy even when every mu_j(s)
+   is tiny, with no transcendental call;
 2. log mu(s) = log1p(-q) where q < 1/2, else log(m): one call per state of the
    branch-free logarithm of ``_vmath``, which vectorises where libm's would not;
-3. backward over agents i = N-1..0 with the suffix product r(s):
-       g_i(s) = -(log max(mu(s), eps) + 1) * prefix_i(s) * r(s),  r(s) <- r(s) (1 - mu_i(s)).
+3. backward over the agents with the suffix product r(s), which starts from the weight:
+       g_i(s) <- g_i(s) r(s),   r(s) <- r(s) (1 - mu_i(s)),   r = -(log max(mu(s), eps) + 1)
    No division by 1 - mu_i(s): exact where mu_i(s) = 1.
 
-The block's rows stay in cache between the passes, so main memory sees one read of mu and
-one write of g. Inner loops are small ``@njit`` helpers, which LLVM vectorises (loops
-written inline in a ``prange`` body stayed scalar when measured); agents go four at a time
-so that the per-state rows m, q and r make one trip through L1 per four agents.
+With N <= 8 (one group) the three steps are one loop over the block's states: each mu
+value is read once, the products stay in registers and each g value is written once. More
+agents chain the groups through float64 rows m, q and r, and read mu twice (the second
+time from cache). The loops over states are what LLVM vectorises, and it does so only
+when (measured, one by one): the loop over a group's agents has a constant trip count (it
+unrolls); the prefix lives in g's own place (a separate scratch array kept the loop
+scalar); column indices are unsigned (a signed index costs a wraparound test); and the
+loop has no branch on ``check`` and no reduction (the bad-value count is always taken and
+only reported when ``check`` is true; the J terms go to a row summed afterwards).
+
+g is written in float64: straight into the caller's g for float64 mu; for float32 into a
+float64 block that is rounded into g once, so the products are rounded only at the end.
 
 The entry points take mu (N, S) C-contiguous float32 or float64 and caller-allocated,
 C-contiguous outputs of mu's dtype (float64 for J); they raise
@@ -46,6 +55,11 @@ _sum_jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"re
 
 # What the sweep writes: nothing (J only), mu(s), c(s) or g.
 _WRITE_NOTHING, _WRITE_COVERAGE, _WRITE_WEIGHTS, _WRITE_GRADIENT = 0, 1, 2, 3
+
+#: Agents per group: their products stay in registers (16 vector registers with AVX2).
+#: With at most _SMALL_GROUP agents the one group is that small (less padding to compute).
+_GROUP = 8
+_SMALL_GROUP = 4
 
 
 def coverage(mu, out, check):
@@ -75,7 +89,7 @@ def policy_gradient(mu, dmu, eps, out, check):
     in float64, merged in chunk order after the parallel loop.
     """
     partials, bad_mu, bad_dmu = _policy_gradient_kernel(mu, dmu, eps, check, *_partition(mu))
-    _raise_if_bad(bad_mu, "mu")
+    _raise_if_bad(check and bad_mu, "mu")
     _raise_if_bad(bad_dmu, "dmu")
     # The chunk count depends on the shape only, so this order is fixed too.
     out[...] = partials.sum(axis=0)
@@ -83,12 +97,16 @@ def policy_gradient(mu, dmu, eps, out, check):
 
 def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
     # Unused outputs are empty arrays of the same types, so one compiled kernel serves all.
+    # g goes straight into a float64 grad_out, through the float64 block otherwise.
     if states_out is None:
         states_out = np.empty(0, mu.dtype)
+    direct = np.empty((0, 0))
     if grad_out is None:
         grad_out = np.empty((0, 0), mu.dtype)
-    partials, bad = _sweep_kernel(mu, eps, check, what, states_out, grad_out, *_partition(mu))
-    _raise_if_bad(bad, "mu")
+    elif grad_out.dtype == np.float64:
+        direct, grad_out = grad_out, np.empty((0, 0), mu.dtype)
+    partials, bad = _sweep_kernel(mu, eps, what, states_out, direct, grad_out, *_partition(mu))
+    _raise_if_bad(check and bad, "mu")
     return math.fsum(partials.tolist())
 
 
@@ -104,8 +122,7 @@ def _raise_if_bad(bad, array):
 
 # ---------------------------------------------------------------------------------------
 # Parallel drivers: the sweep and the policy gradient. Each prange iteration is one chunk:
-# it owns its float64 scratch, ``work`` (rows m, q, log_m, suffix) and ``prefix``
-# (N, block), and walks its blocks in order.
+# it owns its scratch (``_scratch``) and walks its blocks in order.
 
 
 @_jit
@@ -120,35 +137,58 @@ def _chunk_blocks(chunk, n_chunks, n_blocks):
 
 
 @_jit
-def _scratch(n_agents, block):
-    return np.empty((4, block)), np.empty((max(n_agents, 1), block))
+def _padded_agents(mu):
+    """N rounded up to whole groups (one group for N = 0)."""
+    return _last_group(mu) + _GROUP
+
+
+@_jit
+def _scratch(mu, block):
+    """A chunk's scratch: float64 rows (m, q, log_m or the J terms, r), a float64 g block
+    with a row per agent, padding agents included, and the padded last group of mu. No
+    wider than S: small calls then stay clear of the allocator's page-mapping sizes.
+    """
+    width = min(block, mu.shape[1])
+    work = np.empty((4, width))
+    g_block = np.empty((_padded_agents(mu), width))
+    # Groups of 4 pad only where groups of 8 do too.
+    padded_rows = _GROUP if _padded_agents(mu) > mu.shape[0] else 0
+    return work, g_block, np.zeros((padded_rows, width), mu.dtype)
 
 
 @_parallel_jit
-def _sweep_kernel(mu, eps, check, what, states_out, grad_out, block, max_chunks):
+def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, block, max_chunks):
     """Per-block J partials and bad-value count.
 
-    Writes ``what`` into states_out (S,) or, for _WRITE_GRADIENT, g into grad_out (N, S).
+    Writes ``what`` into states_out (S,) or, for _WRITE_GRADIENT, g into ``direct``
+    (float64 (N, S)) when it has rows, else rounded into grad_out (N, S). A padded last
+    group leaves its g in the scratch block; it is copied from there.
     """
     n_agents, n_states = mu.shape
     n_blocks, n_chunks = _chunking(n_states, block, max_chunks)
     partials = np.zeros(n_blocks)
     bad = np.zeros(n_chunks, dtype=np.int64)
+    padded_group = _last_group_is_padded(mu)
     for chunk in numba.prange(n_chunks):
-        work, prefix = _scratch(n_agents, block)
+        work, g_block, padded = _scratch(mu, block)
         first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
         for b in range(first, last):
             s0, s1 = b * block, min((b + 1) * block, n_states)
-            bad[chunk] += _forward(mu, s0, s1, check, work[0], work[1], prefix)
+            n = s1 - s0
             if what == _WRITE_GRADIENT:
-                partials[b] = _backward(mu, s0, s1, eps, work, prefix, grad_out[:, s0:s1])
-                continue
-            m, q, log_m = work[0, : s1 - s0], work[1, : s1 - s0], work[2, : s1 - s0]
-            partials[b] = _log_coverage(m, q, log_m)
-            if what == _WRITE_COVERAGE:
-                _store(m, states_out[s0:s1])
-            elif what == _WRITE_WEIGHTS:
-                _weights(m, q, log_m, eps, states_out[s0:s1])
+                g, g_s0 = (direct, s0) if direct.shape[0] else (g_block, 0)
+                partials[b], block_bad = _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded)
+                if not direct.shape[0]:
+                    for i in range(n_agents):
+                        _store(g_block[i, :n], grad_out[i, s0:s1])
+                elif padded_group:
+                    for i in range(_last_group(mu), n_agents):
+                        _store(g_block[i, :n], direct[i, s0:s1])
+            else:
+                partials[b], block_bad = _states(
+                    mu, s0, s1, eps, what, work, g_block, padded, states_out
+                )
+            bad[chunk] += block_bad
     return partials, bad.sum()
 
 
@@ -160,127 +200,195 @@ def _policy_gradient_kernel(mu, dmu, eps, check, block, max_chunks):
     bad_mu = np.zeros(n_chunks, dtype=np.int64)
     bad_dmu = np.zeros(n_chunks, dtype=np.int64)
     for chunk in numba.prange(n_chunks):
-        work, prefix = _scratch(n_agents, block)
-        g = np.empty((n_agents, block))
+        work, g, padded = _scratch(mu, block)
         first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
         for b in range(first, last):
             s0, s1 = b * block, min((b + 1) * block, n_states)
             n = s1 - s0
-            bad_mu[chunk] += _forward(mu, s0, s1, check, work[0], work[1], prefix)
-            _backward(mu, s0, s1, eps, work, prefix, g[:, :n])
+            bad_mu[chunk] += _gradient(mu, s0, s1, eps, work, g, 0, g, padded)[1]
             for i in range(n_agents):
                 bad_dmu[chunk] += _contract(g[i, :n], dmu[i, s0:s1], check, partials[chunk, i])
     return partials, bad_mu.sum(), bad_dmu.sum()
 
 
 # ---------------------------------------------------------------------------------------
-# Block steps. Rows passed in are at least the block's length n = s1 - s0; the 1-D helpers
-# are the loops LLVM vectorises.
+# Block steps, for states s0:s1 (n of them). A whole group writes g (float64) into ``g``
+# at columns g_s0:g_s0 + n (the caller's g at s0, or the chunk's scratch block at 0); a
+# last group with fewer agents than its size is copied into ``padded`` (rows of zeros
+# past the last agent) and writes its g into ``g_block``. Groups have 8 agents, or 4 when
+# N <= 4 (fewer padding agents to compute).
 
 
 @_jit
-def _forward(mu, s0, s1, check, m, q, prefix):
-    """Set m = mu(s), q = 1 - mu(s) over the block, saving the exclusive prefix products
-    prod_{j<i} (1 - mu_j(s)) in ``prefix[i]``; return the count of values outside [0, 1].
+def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
+    """Write g_i(s) for the block; return (the block's J, count of values outside [0, 1])."""
+    n = s1 - s0
+    log_eps = _log_eps(eps)
+    if mu.shape[0] <= _SMALL_GROUP:
+        return _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _SMALL_GROUP)
+    if mu.shape[0] <= _GROUP:
+        return _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _GROUP)
+    bad = _forward(mu, s0, s1, work, g, g_s0, g_block, padded)
+    m, q, log_m, r = work[0, :n], work[1, :n], work[2, :n], work[3, :n]
+    block_entropy = _log_coverage(m, q, log_m)
+    for s in range(n):
+        r[s] = -_log_weight(m[s], log_m[s], eps, log_eps)
+    for first in range(_last_group(mu), -1, -_GROUP):
+        src, src_s0, dst, dst_s0 = _group(mu, first, _GROUP, s0, s1, padded, g, g_s0, g_block)
+        for s in range(n):
+            state = np.uint64(s)
+            r[s] = _backward_state(src, src_s0, dst, dst_s0, state, r[s], _GROUP)
+    return block_entropy, bad
 
-    Agents go four at a time (then one at a time for the rest), so m and q make one trip
-    through memory per four agents instead of one per agent.
+
+@_jit
+def _states(mu, s0, s1, eps, what, work, g_block, padded, out):
+    """Write ``what`` (mu(s) or c(s)) into out[s0:s1]; return (the block's J, bad count)."""
+    n = s1 - s0
+    bad = _forward(mu, s0, s1, work, g_block, 0, g_block, padded)
+    m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
+    block_entropy = _log_coverage(m, q, log_m)
+    if what == _WRITE_COVERAGE:
+        _store(m, out[s0:s1])
+    elif what == _WRITE_WEIGHTS:
+        _weights(m, q, log_m, eps, out[s0:s1])
+    return block_entropy, bad
+
+
+@_jit
+def _forward(mu, s0, s1, work, prefix, prefix_s0, prefix_block, padded):
+    """Set work's rows m = mu(s), q = 1 - mu(s) over the block, leaving the exclusive
+    prefix products where g goes; return the count of values outside [0, 1].
     """
     n = s1 - s0
-    m[:n] = 0.0
-    q[:n] = 1.0
+    m, q = work[0, :n], work[1, :n]
+    m[:] = 0.0
+    q[:] = 1.0
     bad = 0
-    n_agents = mu.shape[0]
-    for i in range(0, n_agents - n_agents % 4, 4):
-        bad += _forward_four(mu, i, s0, n, m, q, prefix, check)
-    for i in range(n_agents - n_agents % 4, n_agents):
-        bad += _forward_one(mu[i, s0:s1], m[:n], q[:n], prefix[i, :n], check)
+    for first in range(0, _last_group(mu) + 1, _GROUP):
+        src, src_s0, dst, dst_s0 = _group(
+            mu, first, _GROUP, s0, s1, padded, prefix, prefix_s0, prefix_block
+        )
+        for s in range(n):
+            state = np.uint64(s)
+            q[s], m[s], state_bad = _forward_state(
+                src, src_s0, dst, dst_s0, state, q[s], m[s], _GROUP
+            )
+            bad += state_bad
     return bad
 
 
 @_jit
-def _forward_four(mu, i, s0, n, m, q, prefix, check):
+def _one_group(src, src_s0, dst, dst_s0, terms, eps, log_eps, size):
+    """All three steps for one group of ``size`` (a compile-time constant) agents, one
+    state at a time; the J terms go to ``terms`` (a reduction in this loop would keep it
+    from vectorising).
+    """
     bad = 0
-    for s in range(n):
-        mm, qq = m[s], q[s]
-        for k in range(4):
-            x = np.float64(mu[i + k, s0 + s])
-            if check:
-                bad += not (x >= 0.0 and x <= 1.0)
-            prefix[i + k, s] = qq
-            mm += x * qq
-            qq *= 1.0 - x
-        m[s], q[s] = mm, qq
+    for s in range(terms.size):
+        state = np.uint64(s)
+        q, m, state_bad = _forward_state(src, src_s0, dst, dst_s0, state, 1.0, 0.0, size)
+        bad += state_bad
+        log_m = _log_mu(m, q)
+        terms[s] = _entropy_term(m, log_m)
+        r = -_log_weight(m, log_m, eps, log_eps)
+        _backward_state(src, src_s0, dst, dst_s0, state, r, size)
     return bad
 
 
 @_jit
-def _forward_one(row, m, q, prefix, check):
-    bad = 0
-    for s in range(row.size):
-        x = np.float64(row[s])
-        if check:
-            bad += not (x >= 0.0 and x <= 1.0)
-        prefix[s] = q[s]
-        m[s] += x * q[s]
-        q[s] *= 1.0 - x
-    return bad
-
-
-@_jit
-def _backward(mu, s0, s1, eps, work, prefix, g):
-    """After ``_forward``: write g_i(s) for the block into ``g`` (N, n); return its J."""
+def _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, size):
+    """``_gradient`` for N <= size, ``size`` a compile-time constant."""
     n = s1 - s0
-    m, q, log_m, suffix = work[0, :n], work[1, :n], work[2, :n], work[3, :n]
-    block_entropy = _log_coverage(m, q, log_m)
-    # The suffix product starts from the weight -(log max(mu(s), eps) + 1), folding it in.
-    log_eps = _log_eps(eps)
-    for s in range(n):
-        suffix[s] = -_log_weight(m[s], log_m[s], eps, log_eps)
+    src, src_s0, dst, dst_s0 = _group(mu, 0, size, s0, s1, padded, g, g_s0, g_block)
+    terms = work[2, :n]
+    bad = _one_group(src, src_s0, dst, dst_s0, terms, eps, _log_eps(eps), size)
+    return _sum(terms), bad
+
+
+@_jit
+def _last_group_is_padded(mu):
+    """Whether ``_gradient`` leaves the g of the last group in the scratch block."""
     n_agents = mu.shape[0]
-    for i in range(n_agents - 1, n_agents - n_agents % 4 - 1, -1):
-        _backward_one(mu[i, s0:s1], prefix[i, :n], suffix, g[i])
-    for i in range(n_agents - n_agents % 4 - 4, -1, -4):
-        rows = g[i, :n], g[i + 1, :n], g[i + 2, :n], g[i + 3, :n]
-        _backward_four(mu, i, s0, n, prefix, suffix, *rows)
-    return block_entropy
+    size = _SMALL_GROUP if n_agents <= _SMALL_GROUP else _GROUP
+    return n_agents == 0 or n_agents % size != 0
 
 
 @_jit
-def _backward_four(mu, i, s0, n, prefix, suffix, g0, g1, g2, g3):
-    # Separate 1-D output rows: with one 2-D output LLVM left this loop scalar.
-    for s in range(n):
-        r3 = suffix[s]
-        r2 = r3 * (1.0 - np.float64(mu[i + 3, s0 + s]))
-        r1 = r2 * (1.0 - np.float64(mu[i + 2, s0 + s]))
-        r0 = r1 * (1.0 - np.float64(mu[i + 1, s0 + s]))
-        suffix[s] = r0 * (1.0 - np.float64(mu[i, s0 + s]))
-        g3[s] = prefix[i + 3, s] * r3
-        g2[s] = prefix[i + 2, s] * r2
-        g1[s] = prefix[i + 1, s] * r1
-        g0[s] = prefix[i, s] * r0
+def _last_group(mu):
+    """First agent of the last group (0 for N = 0: one group of padding)."""
+    return max(mu.shape[0] - 1, 0) // _GROUP * _GROUP
 
 
 @_jit
-def _backward_one(row, prefix, suffix, g):
-    for s in range(row.size):
-        g[s] = prefix[s] * suffix[s]
-        suffix[s] *= 1.0 - np.float64(row[s])
+def _group(mu, first, size, s0, s1, padded, g, g_s0, g_block):
+    """(mu rows, their first column, g rows, their first column) for agents first ..
+    first + size - 1 over the block: views when the group is whole, else ``padded``
+    (filled here) and ``g_block``. Columns are unsigned, so indexing them needs no
+    wraparound test, which would keep the loops over states from vectorising.
+    """
+    last = first + size
+    if last <= mu.shape[0]:
+        return mu[first:last], np.uint64(s0), g[first:last], np.uint64(g_s0)
+    for i in range(first, mu.shape[0]):
+        _store(mu[i, s0:s1], padded[i - first, : s1 - s0])
+    return padded[:size], np.uint64(0), g_block[first:last], np.uint64(0)
+
+
+# ---------------------------------------------------------------------------------------
+# One state s of one group: the steps of the module docstring. ``src`` and ``dst`` hold the
+# group's 8 rows; s and the first columns are unsigned. LLVM inlines these into the loops
+# over states and unrolls the loops over agents.
+
+
+@_jit
+def _forward_state(src, src_s0, dst, dst_s0, s, q, m, size):
+    """Step 1: return (q, m, count of values outside [0, 1])."""
+    bad = 0
+    for k in range(np.uint64(size)):
+        x = np.float64(src[k, src_s0 + s])
+        bad += not (x >= 0.0 and x <= 1.0)
+        dst[k, dst_s0 + s] = q
+        m += x * q
+        q *= 1.0 - x
+    return q, m, bad
+
+
+@_jit
+def _backward_state(src, src_s0, dst, dst_s0, s, r, size):
+    """Step 3, last agent first: return the suffix product."""
+    for j in range(np.uint64(size)):
+        k = np.uint64(size) - 1 - j
+        dst[k, dst_s0 + s] *= r
+        r *= 1.0 - np.float64(src[k, src_s0 + s])
+    return r
+
+
+@_jit
+def _log_mu(m, q):
+    """Return log mu(s) from m = mu(s) and q = 1 - mu(s), each with full relative accuracy.
+
+    Where q < 1/2, log mu(s) = log1p(-q) as fdlibm computes it: the log of u = fl(1 - q)
+    plus the first-order correction ((1 - u) - q) / u for u's rounding (1 - u is exact
+    there). Choosing the argument first keeps one log per state.
+    """
+    near_one = q < 0.5
+    u = 1.0 - q if near_one else m
+    correction = ((1.0 - u) - q) / u if near_one else 0.0
+    return _vmath.log(u) + correction
+
+
+@_jit
+def _entropy_term(m, log_m):
+    """-mu(s) log mu(s), with 0 log 0 = 0."""
+    return -m * log_m if m > 0.0 else 0.0
 
 
 @_jit
 def _log_coverage(m, q, log_m):
-    """Fill log mu(s) and return the block's J = sum -mu(s) log mu(s) (0 log 0 = 0).
-
-    Where q = 1 - mu(s) < 1/2, log mu(s) = log1p(-q) as fdlibm computes it: the log of
-    u = fl(1 - q) plus the first-order correction ((1 - u) - q) / u for u's rounding
-    (1 - u is exact there). Choosing the argument first keeps one log per state.
-    """
+    """Fill log mu(s) and return the block's J = sum -mu(s) log mu(s)."""
     for s in range(m.size):
-        near_one = q[s] < 0.5
-        u = 1.0 - q[s] if near_one else m[s]
-        correction = ((1.0 - u) - q[s]) / u if near_one else 0.0
-        log_m[s] = _vmath.log(u) + correction
+        log_m[s] = _log_mu(m[s], q[s])
     return _entropy_sum(m, log_m)
 
 
@@ -288,7 +396,15 @@ def _log_coverage(m, q, log_m):
 def _entropy_sum(m, log_m):
     total = 0.0
     for s in range(m.size):
-        total += -m[s] * log_m[s] if m[s] > 0.0 else 0.0
+        total += _entropy_term(m[s], log_m[s])
+    return total
+
+
+@_sum_jit
+def _sum(values):
+    total = 0.0
+    for s in range(values.size):
+        total += values[s]
     return total
 
 

@@ -31,6 +31,19 @@ def test_out_of_range_names_the_first_bad_position(backend, function, bad):
     assert repr(float(bad)) in message
 
 
+@pytest.mark.parametrize("function", FUNCTIONS, ids=IDS)
+@pytest.mark.parametrize("n_agents", [8, 13])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bad_value_in_a_later_agent_group_and_block(function, n_agents, dtype):
+    # The CPU kernels take agents 8 at a time and states in blocks of at most 4096: the
+    # check must see the last agent of a partial second group in a later block.
+    mu = np.full((n_agents, 10_000), 0.25, dtype)
+    mu[n_agents - 1, 9_001] = -1.0
+    with pytest.raises(ValueError, match=re.escape(f"mu[{n_agents - 1}, 9001]")):
+        function(mu, backend="cpu")
+    function(mu, backend="cpu", check=False)  # skipped check: no exception
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_bad_jacobian_names_its_position(backend, bad):
     dmu = np.ones((2, 6, 3))
