@@ -1,0 +1,268 @@
+"""Graphs for patrolling: vertices, directed edges in CSR form, and the paper's maps.
+
+A :class:`Graph` stores its directed edges sorted by source vertex as CSR arrays
+(``indptr``, ``indices``): the out-edges of vertex v are ``indices[indptr[v]:indptr[v+1]]``,
+and edge e runs from ``sources[e]`` to ``indices[e]``. An undirected edge is two directed
+ones. Vertices are numbered 0 .. n - 1; ``labels`` keeps the caller's names for messages
+and plots. Optional self-loops (``stay=True``) let a robot stay where it is.
+
+The three maps of EM-Patroller (Guo et al., IEEE RA-L 2023) ship with the package:
+``load("house")`` (9 vertices), ``load("office")`` (60) and ``load("museum")`` (70), each
+with the start vertex the paper uses.
+"""
+
+import dataclasses
+import json
+from importlib import resources
+
+import numpy as np
+import scipy.sparse
+import scipy.sparse.csgraph
+
+__all__ = ["Graph", "load", "grid", "BUNDLED"]
+
+#: Names accepted by :func:`load`.
+BUNDLED = ("house", "office", "museum")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Graph:
+    """A directed graph in CSR form (see the module docstring).
+
+    Attributes
+    ----------
+    indptr : ndarray of int64, shape (n + 1,)
+    indices : ndarray of int64, shape (n_edges,)
+        Targets of the edges, sorted by source and then by target.
+    labels : ndarray, shape (n,)
+        The caller's vertex names (0 .. n - 1 when none were given).
+    start : int or None
+        Index of the start vertex, if the map has one.
+    name : str
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    labels: np.ndarray
+    start: int | None = None
+    name: str = "graph"
+
+    @classmethod
+    def from_edges(
+        cls,
+        edges,
+        n_vertices=None,
+        *,
+        directed=False,
+        stay=False,
+        labels=None,
+        start=None,
+        name="graph",
+    ):
+        """Build a graph from an edge list.
+
+        Parameters
+        ----------
+        edges : array_like of int, shape (n_edges, 2)
+            Pairs (u, v) of vertex indices 0 .. n - 1 (or of ``labels`` entries when given).
+            Duplicates are merged; an undirected graph gets both directions.
+        n_vertices : int, optional
+            Number of vertices (default: one more than the largest index, or len(labels)).
+        directed : bool
+            Whether (u, v) is one-way.
+        stay : bool
+            Add a self-loop at every vertex (a robot may stay put).
+        labels : sequence, optional
+            Vertex names; ``edges`` and ``start`` then use these names.
+        start : int or label, optional
+            The start vertex.
+        name : str
+
+        Raises
+        ------
+        ValueError
+            An edge with a vertex outside the graph or not among ``labels``; a malformed
+            edge array; an unknown ``start``.
+        """
+        if labels is not None:
+            labels = _object_array(labels)
+            position = {label: i for i, label in enumerate(labels)}
+            n_vertices = len(labels)
+            edges = [
+                [_position(position, u, "edges"), _position(position, v, "edges")] for u, v in edges
+            ]
+            start = None if start is None else _position(position, start, "start")
+        edges = (
+            np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+            if len(edges)
+            else np.empty((0, 2), np.int64)
+        )
+        if n_vertices is None:
+            n_vertices = int(edges.max()) + 1 if edges.size else 0
+        bad = np.flatnonzero((edges < 0).any(axis=1) | (edges >= n_vertices).any(axis=1))
+        if bad.size:
+            raise ValueError(
+                f"edge {bad[0]} = {tuple(edges[bad[0]].tolist())} has a vertex outside "
+                f"0 .. {n_vertices - 1}"
+            )
+        if not directed:
+            edges = np.concatenate([edges, edges[:, ::-1]])
+        if stay:
+            loops = np.arange(n_vertices, dtype=np.int64)
+            edges = np.concatenate([edges, np.stack([loops, loops], axis=1)])
+        if start is not None and not 0 <= start < n_vertices:
+            raise ValueError(f"start vertex {start} is outside 0 .. {n_vertices - 1}")
+        adjacency = scipy.sparse.coo_array(
+            (np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n_vertices, n_vertices)
+        ).tocsr()
+        adjacency.sum_duplicates()
+        adjacency.sort_indices()
+        return cls(
+            adjacency.indptr.astype(np.int64),
+            adjacency.indices.astype(np.int64),
+            np.arange(n_vertices) if labels is None else labels,
+            None if start is None else int(start),
+            name,
+        )
+
+    @classmethod
+    def from_adjacency(cls, adjacency, *, stay=False, labels=None, start=None, name="graph"):
+        """Build a directed graph from a square (dense or SciPy sparse) adjacency matrix:
+        an edge u -> v wherever ``adjacency[u, v]`` is non-zero.
+        """
+        matrix = scipy.sparse.coo_array(adjacency)
+        if matrix.shape[0] != matrix.shape[1]:
+            raise ValueError(f"adjacency must be square, got shape {matrix.shape}")
+        keep = matrix.data != 0
+        edges = np.stack([matrix.row[keep], matrix.col[keep]], axis=1)
+        graph = cls.from_edges(edges, matrix.shape[0], directed=True, stay=stay, name=name)
+        return dataclasses.replace(
+            graph,
+            labels=graph.labels if labels is None else _object_array(labels),
+            start=start,
+        )
+
+    @classmethod
+    def from_networkx(cls, graph, *, stay=False, start=None, name=None):
+        """Build from a networkx Graph or DiGraph (its nodes become the labels)."""
+        nodes = list(graph.nodes)
+        return cls.from_edges(
+            list(graph.edges),
+            directed=graph.is_directed(),
+            stay=stay,
+            labels=nodes,
+            start=start,
+            name=name or str(graph.name or "graph"),
+        )
+
+    @property
+    def n_vertices(self):
+        """Number of vertices n."""
+        return len(self.indptr) - 1
+
+    @property
+    def n_edges(self):
+        """Number of directed edges (the policy has one logit per edge)."""
+        return len(self.indices)
+
+    @property
+    def sources(self):
+        """Source vertex of every edge, shape (n_edges,)."""
+        return np.repeat(np.arange(self.n_vertices), np.diff(self.indptr))
+
+    def label(self, vertex):
+        """The caller's name of vertex index ``vertex`` (a Python object, not a NumPy scalar)."""
+        label = self.labels[vertex]
+        return label.item() if isinstance(label, np.generic) else label
+
+    def adjacency(self):
+        """The 0/1 adjacency matrix as a SciPy CSR array."""
+        return scipy.sparse.csr_array(
+            (np.ones(self.n_edges), self.indices, self.indptr),
+            shape=(self.n_vertices, self.n_vertices),
+        )
+
+    def require_out_edges(self):
+        """Raise ValueError if the graph is empty or a vertex has no outgoing edge."""
+        if self.n_vertices == 0:
+            raise ValueError(f"{self.name} has no vertices")
+        stuck = np.flatnonzero(np.diff(self.indptr) == 0)
+        if stuck.size:
+            raise ValueError(
+                f"{self.name}: vertex {self.label(stuck[0])!r} has no outgoing edge, so a "
+                "robot there cannot move (add edges, or stay=True)"
+            )
+
+    def require_strongly_connected(self):
+        """Raise ValueError unless every vertex can reach every other one.
+
+        Only then does every policy with positive edge probabilities have a unique
+        stationary distribution. The message names a component that cannot be left (or
+        entered) and the number of components.
+        """
+        self.require_out_edges()
+        count, component = scipy.sparse.csgraph.connected_components(
+            self.adjacency(), directed=True, connection="strong"
+        )
+        if count > 1:
+            sizes = np.bincount(component)
+            smallest = np.flatnonzero(component == np.argmin(sizes))
+            shown = ", ".join(repr(self.label(v)) for v in smallest[:10])
+            more = f" and {smallest.size - 10} more" if smallest.size > 10 else ""
+            raise ValueError(
+                f"{self.name} is not strongly connected ({count} strongly connected "
+                f"components), so a patrol policy has no unique stationary distribution; "
+                f"one component: vertices {shown}{more}"
+            )
+
+
+def load(name):
+    """One of the maps of EM-Patroller: ``"house"``, ``"office"`` or ``"museum"``.
+
+    The edges are undirected, as in the paper's code; vertex labels are the paper's
+    (1-based) and ``start`` is the paper's start vertex.
+    """
+    key = name.lower()
+    if key not in BUNDLED:
+        raise ValueError(f"unknown map {name!r}; bundled maps: {', '.join(BUNDLED)}")
+    text = resources.files("fastcov").joinpath("data", f"{key}.json").read_text()
+    data = json.loads(text)
+    return Graph.from_edges(
+        data["edges"],
+        directed=not data["undirected"],
+        labels=data["nodes"],
+        start=data["start_node"],
+        name=data["name"],
+    )
+
+
+def grid(width, height, *, stay=False):
+    """The width x height 4-neighbour grid; vertex (x, y) is index y * width + x."""
+    if width < 1 or height < 1:
+        raise ValueError(f"grid needs width, height >= 1, got {width} x {height}")
+    index = np.arange(width * height).reshape(height, width)
+    edges = np.concatenate(
+        [
+            np.stack([index[:, :-1].ravel(), index[:, 1:].ravel()], axis=1),
+            np.stack([index[:-1, :].ravel(), index[1:, :].ravel()], axis=1),
+        ]
+    )
+    return Graph.from_edges(
+        edges, width * height, stay=stay, start=0, name=f"grid {width}x{height}"
+    )
+
+
+def _object_array(labels):
+    """Labels as a 1-D object array (tuples such as grid coordinates stay whole)."""
+    labels = list(labels)
+    array = np.empty(len(labels), dtype=object)
+    for i, label in enumerate(labels):
+        array[i] = label
+    return array
+
+
+def _position(position, label, what):
+    try:
+        return position[label]
+    except KeyError:
+        raise ValueError(f"{what}: {label!r} is not a vertex label") from None

@@ -1,0 +1,305 @@
+"""Multi-robot patrolling on a graph: stationary distributions and their exact gradient.
+
+Robot i follows a Markov chain on the vertices of a :class:`fastcov.graph.Graph`: from
+vertex s it takes out-edge e with the softmax probability
+
+    P_i(e) = exp(theta_i[e]) / sum_{e' out of s} exp(theta_i[e']),
+
+one logit per directed edge. Its stationary distribution mu_i (mu_i^T P_i = mu_i^T,
+sum_s mu_i(s) = 1: the long-run share of time robot i spends at s) is unique when the graph
+is strongly connected, and is what the coverage entropy J of :mod:`fastcov` scores.
+
+Solving. With Z = I - P + 1 e_r^T (r = vertex 0), mu^T Z = e_r^T, and Z is non-singular
+for an irreducible P: one sparse LU of Z (SciPy's SuperLU) per robot gives mu from Z^T mu
+= e_r, never a dense inverse.
+
+Gradient (the adjoint of the stationary distribution). With g_i = dJ/dmu_i from
+:func:`fastcov.value_and_grad`, dJ = mu^T dP h where Z h = g_i (the same LU, the other
+side), so dJ/dP(s, s') = mu(s) h(s'); the softmax chain rule then gives, for edge e out of
+s with G_e = mu(s) h(target of e),
+
+    dJ/dtheta_i[e] = P_i(e) (G_e - sum_{e' out of s} P_i(e') G_e').
+
+Rows of P stay stochastic under any change of theta, so the choice of r does not matter.
+All robots' g come from one fastcov kernel pass (Theorem 1: each needs only its own mu_i
+and the shared terms).
+"""
+
+import dataclasses
+
+import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
+
+from . import api
+
+__all__ = [
+    "transition_probabilities",
+    "stationary",
+    "value_and_grad",
+    "train",
+    "upper_bound",
+    "PatrolState",
+    "TrainResult",
+]
+
+SCHEDULES = ("simultaneous", "one-at-a-time")
+
+
+@dataclasses.dataclass(frozen=True)
+class PatrolState:
+    """What :func:`value_and_grad` computed for a team.
+
+    Attributes
+    ----------
+    value : float
+        J, the coverage entropy of the team's stationary distributions.
+    grad : ndarray, shape (N, n_edges)
+        dJ/dtheta.
+    mu : ndarray, shape (N, n)
+        Each robot's stationary distribution.
+    probabilities : ndarray, shape (N, n_edges)
+        Each robot's edge probabilities P_i(e).
+    """
+
+    value: float
+    grad: np.ndarray
+    mu: np.ndarray
+    probabilities: np.ndarray
+
+
+def transition_probabilities(graph, logits):
+    """Softmax over each vertex's out-edges.
+
+    Parameters
+    ----------
+    graph : fastcov.graph.Graph
+    logits : array_like, shape (n_edges,) or (N, n_edges)
+        Real, finite.
+
+    Returns
+    -------
+    ndarray of float64, the shape of ``logits``
+        Edge probabilities; those of one vertex's out-edges sum to 1.
+
+    Raises
+    ------
+    ValueError
+        A vertex without out-edges; logits of the wrong shape or not finite.
+    """
+    graph.require_out_edges()
+    logits = _check_logits(graph, logits)
+    starts = graph.indptr[:-1]
+    # Subtract each vertex's largest logit first: exp never overflows.
+    shifted = logits - np.maximum.reduceat(logits, starts, axis=-1)[..., graph.sources]
+    weights = np.exp(shifted)
+    return weights / np.add.reduceat(weights, starts, axis=-1)[..., graph.sources]
+
+
+def stationary(graph, logits):
+    """Stationary distribution of each robot's chain.
+
+    Parameters
+    ----------
+    graph : fastcov.graph.Graph
+        Strongly connected.
+    logits : array_like, shape (n_edges,) or (N, n_edges)
+
+    Returns
+    -------
+    ndarray of float64, shape (n,) or (N, n)
+        mu_i(s) >= 0 with sum_s mu_i(s) = 1 (round-off below 0 is set to 0).
+
+    Raises
+    ------
+    ValueError
+        The graph is not strongly connected (the message names a component), or the
+        logits have the wrong shape or are not finite.
+    """
+    graph.require_strongly_connected()
+    probabilities = transition_probabilities(graph, logits)
+    rows = np.atleast_2d(probabilities)
+    mu = np.stack([_Chain(graph, p).mu for p in rows])
+    return mu.reshape(probabilities.shape[:-1] + (graph.n_vertices,))
+
+
+def value_and_grad(graph, logits, *, eps=0.0):
+    """J of a team of N robots and its gradient with respect to every edge logit.
+
+    Parameters
+    ----------
+    graph : fastcov.graph.Graph
+        Strongly connected.
+    logits : array_like, shape (N, n_edges)
+        Robot i's logits theta_i.
+    eps : float
+        Passed to :func:`fastcov.value_and_grad` (clamps mu(s) inside the log of the
+        weights; 0 keeps the exact gradient).
+
+    Returns
+    -------
+    PatrolState
+        J, dJ/dtheta (N, n_edges), the stationary distributions and edge probabilities.
+
+    Raises
+    ------
+    ValueError
+        As :func:`stationary`.
+    """
+    graph.require_strongly_connected()
+    probabilities = transition_probabilities(graph, logits)
+    if probabilities.ndim != 2:
+        raise ValueError(f"logits must have shape (N, n_edges), got {np.shape(logits)}")
+    chains = [_Chain(graph, p) for p in probabilities]
+    mu = np.stack([chain.mu for chain in chains])
+    value, g = api.value_and_grad(mu, eps, backend="cpu")
+    grad = np.stack([chain.logit_gradient(g_i) for chain, g_i in zip(chains, g, strict=True)])
+    return PatrolState(value, grad, mu, probabilities)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    logits : ndarray, shape (N, n_edges)
+        The trained policies.
+    history : ndarray, shape (steps + 1,)
+        J before every step and after the last one.
+    state : PatrolState
+        J, gradient and stationary distributions at the trained logits.
+    """
+
+    logits: np.ndarray
+    history: np.ndarray
+    state: PatrolState
+
+
+def train(
+    graph,
+    n_robots,
+    *,
+    iterations=200,
+    learning_rate=0.1,
+    schedule="simultaneous",
+    logits=None,
+    seed=0,
+    tol=None,
+    callback=None,
+):
+    """Gradient ascent on J with Adam (beta = 0.9, 0.999).
+
+    Parameters
+    ----------
+    graph : fastcov.graph.Graph
+        Strongly connected.
+    n_robots : int
+        N >= 1.
+    iterations : int
+        Most steps to take.
+    learning_rate : float
+        Adam's step size.
+    schedule : {"simultaneous", "one-at-a-time"}
+        Update every robot each step, or, as EM-Patroller does, one robot per step in
+        turn (robot t mod N at step t) while the others keep their policies.
+    logits : array_like, shape (N, n_edges), optional
+        Starting policies. Default: standard normal logits drawn with ``seed`` (identical
+        robots would get identical gradients and never spread out).
+    seed : int
+    tol : float, optional
+        Stop once a full round (N steps for "one-at-a-time", else one) raised J by less
+        than ``tol``.
+    callback : callable, optional
+        Called as ``callback(step, state)`` after computing each step's
+        :class:`PatrolState`; returning True stops the training.
+
+    Returns
+    -------
+    TrainResult
+    """
+    if n_robots < 1:
+        raise ValueError(f"n_robots must be at least 1, got {n_robots}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if logits is None:
+        logits = np.random.default_rng(seed).standard_normal((n_robots, graph.n_edges))
+    theta = _check_logits(graph, logits).reshape(n_robots, graph.n_edges).copy()
+    first_moment, second_moment = np.zeros_like(theta), np.zeros_like(theta)
+    updates = np.zeros(n_robots)
+    history = []
+    round_length = n_robots if schedule == "one-at-a-time" else 1
+    for step in range(iterations + 1):
+        state = value_and_grad(graph, theta)
+        history.append(state.value)
+        if callback is not None and callback(step, state):
+            break
+        converged = (
+            tol is not None
+            and step >= round_length
+            and history[-1] - history[-1 - round_length] < tol
+        )
+        if step == iterations or converged:
+            break
+        robots = [step % n_robots] if schedule == "one-at-a-time" else range(n_robots)
+        for i in robots:
+            updates[i] += 1
+            first_moment[i] = 0.9 * first_moment[i] + 0.1 * state.grad[i]
+            second_moment[i] = 0.999 * second_moment[i] + 0.001 * state.grad[i] ** 2
+            m_hat = first_moment[i] / (1.0 - 0.9 ** updates[i])
+            v_hat = second_moment[i] / (1.0 - 0.999 ** updates[i])
+            theta[i] += learning_rate * m_hat / (np.sqrt(v_hat) + 1e-8)
+    return TrainResult(theta, np.asarray(history), state)
+
+
+def upper_bound(n_vertices, n_robots):
+    """An upper bound on J for N robots whose stationary distributions live on n vertices.
+
+    mu(s) <= sum_i mu_i(s) gives sum_s mu(s) <= N, and -x log x is concave and increasing
+    up to 1/e, so by Jensen J <= n f(min(N / n, 1/e)) with f(x) = -x log x (natural log).
+    """
+    share = min(n_robots / n_vertices, np.exp(-1.0))
+    return float(-n_vertices * share * np.log(share))
+
+
+class _Chain:
+    """One robot's chain: P, the LU of Z = I - P + 1 e_0^T, and mu."""
+
+    def __init__(self, graph, probabilities):
+        self.graph = graph
+        self.probabilities = probabilities
+        n = graph.n_vertices
+        transition = scipy.sparse.csr_array(
+            (probabilities, graph.indices, graph.indptr), shape=(n, n)
+        )
+        ones_column = scipy.sparse.csc_array(
+            (np.ones(n), (np.arange(n), np.zeros(n, dtype=np.int64))), shape=(n, n)
+        )
+        z = (scipy.sparse.eye_array(n, format="csc") - transition.tocsc() + ones_column).tocsc()
+        self.lu = scipy.sparse.linalg.splu(z)
+        first = np.zeros(n)
+        first[0] = 1.0
+        self.mu = np.clip(self.lu.solve(first, trans="T"), 0.0, 1.0)
+
+    def logit_gradient(self, g):
+        """dJ/dtheta for this robot, from g = dJ/dmu."""
+        h = self.lu.solve(np.asarray(g, dtype=np.float64))
+        graph = self.graph
+        edge_terms = self.mu[graph.sources] * h[graph.indices]
+        weighted = self.probabilities * edge_terms
+        per_vertex = np.add.reduceat(weighted, graph.indptr[:-1])
+        return self.probabilities * (edge_terms - per_vertex[graph.sources])
+
+
+def _check_logits(graph, logits):
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim not in (1, 2) or logits.shape[-1] != graph.n_edges:
+        raise ValueError(
+            f"logits must have shape (n_edges,) or (N, n_edges) with n_edges = "
+            f"{graph.n_edges}, got {logits.shape}"
+        )
+    bad = np.argwhere(~np.isfinite(logits))
+    if bad.size:
+        position = ", ".join(str(int(k)) for k in bad[0])
+        raise ValueError(f"logits[{position}] = {logits[tuple(bad[0])]} is not finite")
+    return logits

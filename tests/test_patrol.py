@@ -1,0 +1,185 @@
+"""Graphs, stationary distributions and the exact patrol gradient against independent
+references: dense linear algebra, central finite differences, hand-worked chains."""
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+import fastcov
+from fastcov import graph, patrol
+
+
+def _dense_transition(g, probabilities):
+    n = g.n_vertices
+    return scipy.sparse.csr_array((probabilities, g.indices, g.indptr), shape=(n, n)).toarray()
+
+
+def _dense_stationary(matrix):
+    # The left eigenvector of eigenvalue 1, normalised: an independent route to mu.
+    values, vectors = np.linalg.eig(matrix.T)
+    vector = np.real(vectors[:, np.argmin(np.abs(values - 1.0))])
+    return vector / vector.sum()
+
+
+@pytest.mark.parametrize(
+    ("name", "n_vertices", "n_undirected_edges", "start_label"),
+    [("house", 9, 10, 3), ("office", 60, 65, 43), ("museum", 70, 93, 1)],
+)
+def test_bundled_maps(name, n_vertices, n_undirected_edges, start_label):
+    g = graph.load(name)
+    assert g.n_vertices == n_vertices
+    assert g.n_edges == 2 * n_undirected_edges  # both directions, no self-loops
+    assert g.labels[g.start] == start_label
+    g.require_strongly_connected()
+
+
+def test_unknown_map_lists_the_bundled_ones():
+    with pytest.raises(ValueError, match="house, office, museum"):
+        graph.load("castle")
+
+
+def test_edges_labels_and_stay():
+    g = graph.Graph.from_edges([("a", "b"), ("b", "c")], labels=["a", "b", "c"], stay=True)
+    assert g.n_edges == 2 * 2 + 3
+    assert list(g.indices[g.indptr[1] : g.indptr[2]]) == [0, 1, 2]  # b -> a, b, c
+    with pytest.raises(ValueError, match="'d' is not a vertex label"):
+        graph.Graph.from_edges([("a", "d")], labels=["a", "b"])
+    with pytest.raises(ValueError, match=r"edge 1 = \(1, 5\) has a vertex outside 0 \.\. 2"):
+        graph.Graph.from_edges([(0, 1), (1, 5)], 3)
+
+
+def test_networkx_and_adjacency_agree_with_edges():
+    nx = pytest.importorskip("networkx")
+    grid = graph.grid(3, 2)
+    from_nx = graph.Graph.from_networkx(nx.grid_2d_graph(2, 3))  # nodes (row, column)
+    assert from_nx.n_edges == grid.n_edges == 2 * 7
+    adjacency = grid.adjacency().toarray()
+    again = graph.Graph.from_adjacency(adjacency)
+    np.testing.assert_array_equal(again.indptr, grid.indptr)
+    np.testing.assert_array_equal(again.indices, grid.indices)
+
+
+def test_not_strongly_connected_names_a_component():
+    one_way = graph.Graph.from_edges([(0, 1), (1, 0), (1, 2), (2, 3), (3, 2)], directed=True)
+    with pytest.raises(ValueError, match=r"not strongly connected \(2 .*vertices"):
+        patrol.stationary(one_way, np.zeros(one_way.n_edges))
+    dead_end = graph.Graph.from_edges([(0, 1)], directed=True)
+    with pytest.raises(ValueError, match="vertex 1 has no outgoing edge"):
+        patrol.stationary(dead_end, np.zeros(1))
+
+
+def test_bad_logits():
+    g = graph.load("house")
+    with pytest.raises(ValueError, match="n_edges = 20"):
+        patrol.value_and_grad(g, np.zeros((2, 19)))
+    theta = np.zeros((2, 20))
+    theta[1, 7] = np.nan
+    with pytest.raises(ValueError, match=r"logits\[1, 7\] = nan"):
+        patrol.value_and_grad(g, theta)
+
+
+def test_softmax_rows_sum_to_one_and_survive_huge_logits():
+    g = graph.load("office")
+    theta = np.random.default_rng(0).standard_normal(g.n_edges) * 800.0
+    p = patrol.transition_probabilities(g, theta)
+    assert np.all(np.isfinite(p))
+    np.testing.assert_allclose(np.add.reduceat(p, g.indptr[:-1]), 1.0, rtol=1e-14)
+
+
+def test_uniform_walk_on_an_undirected_graph_is_degree_proportional():
+    # Hand-worked: the simple random walk's stationary distribution is deg(s) / 2|E|.
+    g = graph.load("museum")
+    mu = patrol.stationary(g, np.zeros(g.n_edges))
+    degree = np.diff(g.indptr)
+    np.testing.assert_allclose(mu, degree / degree.sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", graph.BUNDLED)
+def test_stationary_matches_a_dense_eigenvector(name):
+    g = graph.load(name)
+    theta = np.random.default_rng(1).standard_normal((3, g.n_edges))
+    mu = patrol.stationary(g, theta)
+    for i in range(3):
+        dense = _dense_transition(g, patrol.transition_probabilities(g, theta[i]))
+        np.testing.assert_allclose(mu[i], _dense_stationary(dense), rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(mu[i] @ dense, mu[i], atol=1e-15)
+
+
+def test_gradient_matches_central_differences():
+    g = graph.load("house")
+    theta = np.random.default_rng(2).standard_normal((3, g.n_edges))
+    state = patrol.value_and_grad(g, theta)
+    step = 1e-6
+    numeric = np.zeros_like(theta)
+    for index in np.ndindex(theta.shape):
+        up, down = theta.copy(), theta.copy()
+        up[index] += step
+        down[index] -= step
+        numeric[index] = (
+            patrol.value_and_grad(g, up).value - patrol.value_and_grad(g, down).value
+        ) / (2 * step)
+    np.testing.assert_allclose(state.grad, numeric, atol=1e-8 * np.abs(numeric).max())
+
+
+def test_gradient_matches_the_dense_adjoint_formula():
+    # Independent route: dmu/dP through the dense group inverse (I - P + 1 mu^T)^-1, and
+    # dJ/dmu from the NumPy reference backend.
+    g = graph.load("office")
+    theta = np.random.default_rng(3).standard_normal((2, g.n_edges))
+    state = patrol.value_and_grad(g, theta)
+    _, dj_dmu = fastcov.value_and_grad(state.mu, backend="numpy")
+    n = g.n_vertices
+    for i in range(2):
+        p = state.probabilities[i]
+        dense = _dense_transition(g, p)
+        fundamental = np.linalg.inv(np.eye(n) - dense + np.outer(np.ones(n), state.mu[i]))
+        h = fundamental @ dj_dmu[i]
+        dj_dp = np.outer(state.mu[i], h)[g.sources, g.indices]
+        expected = p * (dj_dp - np.add.reduceat(p * dj_dp, g.indptr[:-1])[g.sources])
+        np.testing.assert_allclose(state.grad[i], expected, atol=1e-12 * np.abs(expected).max())
+
+
+def test_value_is_fastcov_entropy_of_the_stationary_distributions():
+    g = graph.grid(5, 4, stay=True)
+    theta = np.random.default_rng(4).standard_normal((4, g.n_edges))
+    state = patrol.value_and_grad(g, theta)
+    assert state.value == pytest.approx(fastcov.entropy(state.mu, backend="numpy"), rel=1e-14)
+
+
+@pytest.mark.parametrize("schedule", patrol.SCHEDULES)
+def test_training_raises_J_and_stays_below_the_bound(schedule):
+    g = graph.load("house")
+    seen = []
+    result = patrol.train(
+        g,
+        2,
+        iterations=60,
+        learning_rate=0.2,
+        schedule=schedule,
+        seed=5,
+        callback=lambda step, state: seen.append(step),
+    )
+    assert seen == list(range(61))
+    assert result.history.shape == (61,)
+    assert result.history[-1] > result.history[0] + 0.1
+    assert result.history[-1] <= patrol.upper_bound(g.n_vertices, 2)
+    assert result.state.value == result.history[-1]
+    if schedule == "one-at-a-time":
+        # Step 0 moves robot 0 only.
+        again = patrol.train(g, 2, iterations=1, schedule=schedule, seed=5)
+        start = np.random.default_rng(5).standard_normal((2, g.n_edges))
+        assert not np.array_equal(again.logits[0], start[0])
+        np.testing.assert_array_equal(again.logits[1], start[1])
+
+
+def test_training_stops_at_tolerance_and_on_callback():
+    g = graph.load("house")
+    early = patrol.train(g, 2, iterations=500, tol=1e30)
+    assert early.history.shape == (2,)
+    stopped = patrol.train(g, 2, iterations=500, callback=lambda step, state: step == 3)
+    assert stopped.history.shape == (4,)
+
+
+def test_upper_bound_hand_worked():
+    assert patrol.upper_bound(70, 4) == pytest.approx(4 * np.log(70 / 4), rel=1e-15)
+    assert patrol.upper_bound(5, 4) == pytest.approx(5 / np.e, rel=1e-15)  # N / n > 1/e
