@@ -161,14 +161,12 @@ def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, block, max_chunks
     """Per-block J partials and bad-value count.
 
     Writes ``what`` into states_out (S,) or, for _WRITE_GRADIENT, g into ``direct``
-    (float64 (N, S)) when it has rows, else rounded into grad_out (N, S). A padded last
-    group leaves its g in the scratch block; it is copied from there.
+    (float64 (N, S)) when it has rows, else rounded into grad_out (N, S).
     """
     n_agents, n_states = mu.shape
     n_blocks, n_chunks = _chunking(n_states, block, max_chunks)
     partials = np.zeros(n_blocks)
     bad = np.zeros(n_chunks, dtype=np.int64)
-    padded_group = _last_group_is_padded(mu)
     for chunk in numba.prange(n_chunks):
         work, g_block, padded = _scratch(mu, block)
         first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
@@ -181,9 +179,6 @@ def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, block, max_chunks
                 if not direct.shape[0]:
                     for i in range(n_agents):
                         _store(g_block[i, :n], grad_out[i, s0:s1])
-                elif padded_group:
-                    for i in range(_last_group(mu), n_agents):
-                        _store(g_block[i, :n], direct[i, s0:s1])
             else:
                 partials[b], block_bad = _states(
                     mu, s0, s1, eps, what, work, g_block, padded, states_out
@@ -215,19 +210,28 @@ def _policy_gradient_kernel(mu, dmu, eps, check, block, max_chunks):
 # Block steps, for states s0:s1 (n of them). A whole group writes g (float64) into ``g``
 # at columns g_s0:g_s0 + n (the caller's g at s0, or the chunk's scratch block at 0); a
 # last group with fewer agents than its size is copied into ``padded`` (rows of zeros
-# past the last agent) and writes its g into ``g_block``. Groups have 8 agents, or 4 when
-# N <= 4 (fewer padding agents to compute).
+# past the last agent) and writes its g into ``g_block``, from which ``_unpad`` copies
+# it. Groups have 8 agents, or 4 when N <= 4 (fewer padding agents to compute).
 
 
 @_jit
 def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
     """Write g_i(s) for the block; return (the block's J, count of values outside [0, 1])."""
+    if mu.shape[0] <= _SMALL_GROUP:
+        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _SMALL_GROUP)
+    elif mu.shape[0] <= _GROUP:
+        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _GROUP)
+    else:
+        block = _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded)
+    _unpad(mu, s1 - s0, g, g_s0, g_block)
+    return block
+
+
+@_jit
+def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
+    """``_gradient`` for N > 8: the groups chained through work's float64 rows."""
     n = s1 - s0
     log_eps = _log_eps(eps)
-    if mu.shape[0] <= _SMALL_GROUP:
-        return _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _SMALL_GROUP)
-    if mu.shape[0] <= _GROUP:
-        return _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _GROUP)
     bad = _forward(mu, s0, s1, work, g, g_s0, g_block, padded)
     m, q, log_m, r = work[0, :n], work[1, :n], work[2, :n], work[3, :n]
     block_entropy = _log_coverage(m, q, log_m)
@@ -307,11 +311,15 @@ def _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, size):
 
 
 @_jit
-def _last_group_is_padded(mu):
-    """Whether ``_gradient`` leaves the g of the last group in the scratch block."""
+def _unpad(mu, n, g, g_s0, g_block):
+    """Copy a padded last group's g, which ``_group`` sent to ``g_block``, into the
+    caller's ``g`` (N rows; ``g_block`` itself has the padding rows too and needs nothing).
+    """
     n_agents = mu.shape[0]
     size = _SMALL_GROUP if n_agents <= _SMALL_GROUP else _GROUP
-    return n_agents == 0 or n_agents % size != 0
+    if n_agents % size != 0 and g.shape[0] == n_agents:
+        for i in range(_last_group(mu), n_agents):
+            _store(g_block[i, :n], g[i, g_s0 : g_s0 + n])
 
 
 @_jit

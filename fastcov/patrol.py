@@ -147,6 +147,11 @@ def value_and_grad(graph, logits, *, eps=0.0):
         As :func:`stationary`.
     """
     graph.require_strongly_connected()
+    return _team_state(graph, logits, eps)
+
+
+def _team_state(graph, logits, eps):
+    """:func:`value_and_grad` on a graph already known to be strongly connected."""
     probabilities = transition_probabilities(graph, logits)
     if probabilities.ndim != 2:
         raise ValueError(f"logits must have shape (N, n_edges), got {np.shape(logits)}")
@@ -225,12 +230,13 @@ def train(
     if logits is None:
         logits = np.random.default_rng(seed).standard_normal((n_robots, graph.n_edges))
     theta = _check_logits(graph, logits).reshape(n_robots, graph.n_edges).copy()
+    graph.require_strongly_connected()  # once: the steps change the policy, not the graph
     first_moment, second_moment = np.zeros_like(theta), np.zeros_like(theta)
     updates = np.zeros(n_robots)
     history = []
     round_length = n_robots if schedule == "one-at-a-time" else 1
     for step in range(iterations + 1):
-        state = value_and_grad(graph, theta)
+        state = _team_state(graph, theta, 0.0)
         history.append(state.value)
         if callback is not None and callback(step, state):
             break

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from derivatives import central_differences
 
 import fastcov
 
@@ -28,17 +29,10 @@ def theta():
     return np.array([[5.0, 6.0], [15.5, 8.2], [10.0, 17.0], [6.3, 18.1]])
 
 
-def _finite_difference(theta, h=1e-5):
-    gradient = np.zeros_like(theta)
-    for index in np.ndindex(theta.shape):
-        up, down = theta.copy(), theta.copy()
-        up[index] += h
-        down[index] -= h
-        gradient[index] = (
-            fastcov.entropy(_sensors(up)[0], backend="numpy")
-            - fastcov.entropy(_sensors(down)[0], backend="numpy")
-        ) / (2 * h)
-    return gradient
+def _finite_difference(theta):
+    return central_differences(
+        lambda at: fastcov.entropy(_sensors(at)[0], backend="numpy"), theta, 1e-5
+    )
 
 
 def test_policy_gradient_matches_central_differences(backend, theta):
