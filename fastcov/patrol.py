@@ -9,18 +9,21 @@ one logit per directed edge. Its stationary distribution mu_i (mu_i^T P_i = mu_i
 sum_s mu_i(s) = 1: the long-run share of time robot i spends at s) is unique when the graph
 is strongly connected, and is what the coverage entropy J of :mod:`fastcov` scores.
 
-Solving. With Z = I - P + 1 e_r^T (r = vertex 0), mu^T Z = e_r^T, and Z is non-singular
-for an irreducible P: one sparse LU of Z (SciPy's SuperLU) per robot gives mu from Z^T mu
-= e_r, never a dense inverse.
+Solving. Let A = (I - P) without the row and column of one vertex r (r = 0). For an
+irreducible P, A is a non-singular M-matrix, sparse with the graph's pattern: one sparse
+LU of A (SciPy's SuperLU; fill-reducing order on A + A^T, diagonal pivots, which an
+M-matrix keeps positive) per robot gives mu from A^T x = P(r, .) without r, x_r = 1,
+mu = x / sum(x), never a dense inverse.
 
 Gradient (the adjoint of the stationary distribution). With g_i = dJ/dmu_i from
-:func:`fastcov.value_and_grad`, dJ = mu^T dP h where Z h = g_i (the same LU, the other
-side), so dJ/dP(s, s') = mu(s) h(s'); the softmax chain rule then gives, for edge e out of
-s with G_e = mu(s) h(target of e),
+:func:`fastcov.value_and_grad`, differentiating mu^T (I - P) = 0 gives dJ = mu^T dP h for
+any h with (I - P) h = g_i - (mu^T g_i) 1 (the Poisson equation); h is defined up to a
+constant, which dP 1 = 0 ignores, so h_r = 0 and A h = that right-hand side without r
+(the same LU, the other side). Then dJ/dP(s, s') = mu(s) h(s'), and the softmax chain
+rule gives, for edge e out of s with G_e = mu(s) h(target of e),
 
     dJ/dtheta_i[e] = P_i(e) (G_e - sum_{e' out of s} P_i(e') G_e').
 
-Rows of P stay stochastic under any change of theta, so the choice of r does not matter.
 All robots' g come from one fastcov kernel pass (Theorem 1: each needs only its own mu_i
 and the shared terms).
 """
@@ -119,7 +122,8 @@ def stationary(graph, logits):
     graph.require_strongly_connected()
     probabilities = transition_probabilities(graph, logits)
     rows = np.atleast_2d(probabilities)
-    mu = np.stack([_Chain(graph, p).mu for p in rows])
+    pattern = _Pattern(graph)
+    mu = np.stack([_Chain(pattern, p).mu for p in rows])
     return mu.reshape(probabilities.shape[:-1] + (graph.n_vertices,))
 
 
@@ -155,7 +159,8 @@ def _team_state(graph, logits, eps):
     probabilities = transition_probabilities(graph, logits)
     if probabilities.ndim != 2:
         raise ValueError(f"logits must have shape (N, n_edges), got {np.shape(logits)}")
-    chains = [_Chain(graph, p) for p in probabilities]
+    pattern = _Pattern(graph)
+    chains = [_Chain(pattern, p) for p in probabilities]
     mu = np.stack([chain.mu for chain in chains])
     value, g = api.value_and_grad(mu, eps, backend="cpu")
     grad = np.stack([chain.logit_gradient(g_i) for chain, g_i in zip(chains, g, strict=True)])
@@ -229,7 +234,13 @@ def train(
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if logits is None:
         logits = np.random.default_rng(seed).standard_normal((n_robots, graph.n_edges))
-    theta = _check_logits(graph, logits).reshape(n_robots, graph.n_edges).copy()
+    theta = _check_logits(graph, logits)
+    if theta.shape != (n_robots, graph.n_edges):
+        raise ValueError(
+            f"logits must have shape ({n_robots}, {graph.n_edges}) for {n_robots} robots, "
+            f"got {theta.shape}"
+        )
+    theta = theta.copy()
     graph.require_strongly_connected()  # once: the steps change the policy, not the graph
     first_moment, second_moment = np.zeros_like(theta), np.zeros_like(theta)
     updates = np.zeros(n_robots)
@@ -269,32 +280,64 @@ def upper_bound(n_vertices, n_robots):
 
 
 class _Chain:
-    """One robot's chain: P, the LU of Z = I - P + 1 e_0^T, and mu."""
+    """One robot's chain: P, the LU of A = (I - P) without vertex 0, and mu."""
 
-    def __init__(self, graph, probabilities):
-        self.graph = graph
+    def __init__(self, pattern, probabilities):
+        self.pattern = pattern
         self.probabilities = probabilities
-        n = graph.n_vertices
-        transition = scipy.sparse.csr_array(
-            (probabilities, graph.indices, graph.indptr), shape=(n, n)
+        graph = pattern.graph
+        if graph.n_vertices == 1:
+            self.lu, self.mu = None, np.ones(1)
+            return
+        data = np.zeros(len(pattern.indices))
+        data[pattern.diagonal_slots] = 1.0
+        data[pattern.edge_slots] -= probabilities[pattern.kept_edges]
+        reduced = scipy.sparse.csc_array((data, pattern.indices, pattern.indptr))
+        self.lu = scipy.sparse.linalg.splu(
+            reduced,
+            permc_spec="MMD_AT_PLUS_A",
+            diag_pivot_thresh=0.0,
+            options={"SymmetricMode": True},
         )
-        ones_column = scipy.sparse.csc_array(
-            (np.ones(n), (np.arange(n), np.zeros(n, dtype=np.int64))), shape=(n, n)
-        )
-        z = (scipy.sparse.eye_array(n, format="csc") - transition.tocsc() + ones_column).tocsc()
-        self.lu = scipy.sparse.linalg.splu(z)
-        first = np.zeros(n)
-        first[0] = 1.0
-        self.mu = np.clip(self.lu.solve(first, trans="T"), 0.0, 1.0)
+        from_first = np.zeros(graph.n_vertices - 1)
+        out_of_first = slice(graph.indptr[0], graph.indptr[1])
+        targets = graph.indices[out_of_first]
+        np.add.at(from_first, targets[targets > 0] - 1, probabilities[out_of_first][targets > 0])
+        shares = np.concatenate([[1.0], self.lu.solve(from_first, trans="T")])
+        self.mu = np.clip(shares / shares.sum(), 0.0, 1.0)
 
     def logit_gradient(self, g):
         """dJ/dtheta for this robot, from g = dJ/dmu."""
-        h = self.lu.solve(np.asarray(g, dtype=np.float64))
-        graph = self.graph
+        graph = self.pattern.graph
+        h = np.zeros(graph.n_vertices)
+        if self.lu is not None:
+            centred = np.asarray(g, dtype=np.float64) - self.mu @ g
+            h[1:] = self.lu.solve(centred[1:])
         edge_terms = self.mu[graph.sources] * h[graph.indices]
         weighted = self.probabilities * edge_terms
         per_vertex = np.add.reduceat(weighted, graph.indptr[:-1])
         return self.probabilities * (edge_terms - per_vertex[graph.sources])
+
+
+class _Pattern:
+    """Where each edge's -P(e) and each 1 of I go in the CSC data of A = (I - P) without
+    vertex 0: the same for every policy on a graph, so computed once per call.
+    """
+
+    def __init__(self, graph):
+        self.graph = graph
+        n = graph.n_vertices - 1
+        sources, targets = graph.sources - 1, graph.indices - 1
+        self.kept_edges = np.flatnonzero((sources >= 0) & (targets >= 0))
+        rows = np.concatenate([sources[self.kept_edges], np.arange(n)])
+        columns = np.concatenate([targets[self.kept_edges], np.arange(n)])
+        # CSC order: by column, then by row; a self-loop shares the diagonal's slot.
+        keys = np.unique(columns * n + rows)
+        self.indices = keys % n
+        self.indptr = np.searchsorted(keys // n, np.arange(n + 1))
+        slots = np.searchsorted(keys, columns * n + rows)
+        self.edge_slots = slots[: len(self.kept_edges)]
+        self.diagonal_slots = slots[len(self.kept_edges) :]
 
 
 def _check_logits(graph, logits):

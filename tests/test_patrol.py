@@ -95,9 +95,22 @@ def test_uniform_walk_on_an_undirected_graph_is_degree_proportional():
     np.testing.assert_allclose(mu, degree / degree.sum(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", graph.BUNDLED)
+def _graphs():
+    """The bundled maps, a grid with self-loops and a directed graph with self-loops."""
+    ring = [(v, (v + 1) % 12) for v in range(12)] + [(0, 6), (6, 3), (3, 9), (9, 0)]
+    return {
+        **{name: graph.load(name) for name in graph.BUNDLED},
+        "grid-stay": graph.grid(5, 4, stay=True),
+        "directed-stay": graph.Graph.from_edges(ring, directed=True, stay=True),
+    }
+
+
+GRAPHS = _graphs()
+
+
+@pytest.mark.parametrize("name", GRAPHS)
 def test_stationary_matches_a_dense_eigenvector(name):
-    g = graph.load(name)
+    g = GRAPHS[name]
     theta = np.random.default_rng(1).standard_normal((3, g.n_edges))
     mu = patrol.stationary(g, theta)
     for i in range(3):
@@ -106,8 +119,9 @@ def test_stationary_matches_a_dense_eigenvector(name):
         np.testing.assert_allclose(mu[i] @ dense, mu[i], atol=1e-15)
 
 
-def test_gradient_matches_central_differences():
-    g = graph.load("house")
+@pytest.mark.parametrize("name", ["house", "directed-stay"])
+def test_gradient_matches_central_differences(name):
+    g = GRAPHS[name]
     theta = np.random.default_rng(2).standard_normal((3, g.n_edges))
     state = patrol.value_and_grad(g, theta)
     numeric = central_differences(lambda at: patrol.value_and_grad(g, at).value, theta, 1e-6)
@@ -130,6 +144,14 @@ def test_gradient_matches_the_dense_adjoint_formula():
         dj_dp = np.outer(state.mu[i], h)[g.sources, g.indices]
         expected = p * (dj_dp - np.add.reduceat(p * dj_dp, g.indptr[:-1])[g.sources])
         np.testing.assert_allclose(state.grad[i], expected, atol=1e-12 * np.abs(expected).max())
+
+
+def test_a_single_vertex_is_always_covered():
+    g = graph.Graph.from_edges([], 1, stay=True)
+    state = patrol.value_and_grad(g, np.zeros((2, 1)))
+    np.testing.assert_array_equal(state.mu, [[1.0], [1.0]])
+    np.testing.assert_array_equal(state.grad, 0.0)
+    assert state.value == 0.0
 
 
 def test_value_is_fastcov_entropy_of_the_stationary_distributions():
@@ -163,6 +185,14 @@ def test_training_raises_J_and_stays_below_the_bound(schedule):
         start = np.random.default_rng(5).standard_normal((2, g.n_edges))
         assert not np.array_equal(again.logits[0], start[0])
         np.testing.assert_array_equal(again.logits[1], start[1])
+
+
+def test_training_rejects_logits_for_another_team():
+    g = graph.load("house")
+    with pytest.raises(ValueError, match=r"logits must have shape \(3, 20\) for 3 robots"):
+        patrol.train(g, 3, logits=np.zeros((2, 20)))
+    with pytest.raises(ValueError, match="n_robots must be at least 1"):
+        patrol.train(g, 0)
 
 
 def test_training_stops_at_tolerance_and_on_callback():
