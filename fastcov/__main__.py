@@ -1,4 +1,6 @@
-"""Command line: ``fastcov info`` and ``fastcov run FILE.npy`` (also ``python -m fastcov``)."""
+"""Command line: ``fastcov demo``, ``fastcov info`` and ``fastcov run FILE.npy`` (also
+``python -m fastcov``).
+"""
 
 import argparse
 import os
@@ -12,6 +14,25 @@ def main(argv=None):
     """Run the command line; return the exit status."""
     parser = argparse.ArgumentParser(prog="fastcov", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo", help="train patrol robots on a map; print J, write a figure (the main job)"
+    )
+    demo.add_argument(
+        "--graph",
+        default="museum",
+        help="house, office, museum (the paper's maps), grid:WxH, or an edge-list file "
+        "(default museum)",
+    )
+    demo.add_argument("--robots", type=int, default=4, help="team size N (default 4)")
+    demo.add_argument("--iterations", type=int, default=300, help="Adam steps (default 300)")
+    demo.add_argument("--learning-rate", type=float, default=0.1, help="(default 0.1)")
+    demo.add_argument("--seed", type=int, default=0, help="initial policies and patrol (default 0)")
+    demo.add_argument(
+        "--steps", type=int, default=1_000_000, help="Monte-Carlo patrol steps (default 1000000)"
+    )
+    demo.add_argument(
+        "-o", "--output", default="fastcov-demo.png", help="figure path (default fastcov-demo.png)"
+    )
     commands.add_parser("info", help="version, backends, threads and CUDA status")
     run = commands.add_parser("run", help="load mu (N, *state_shape) from a .npy, print J, save g")
     run.add_argument("mu", help="a .npy file holding mu, agents first")
@@ -20,6 +41,10 @@ def main(argv=None):
     run.add_argument("--backend", default="auto", help="auto, cpu, numpy or cuda (default auto)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "demo":
+            from . import demo
+
+            return demo.main(args)
         return _info() if args.command == "info" else _run(args)
     except (OSError, ValueError, TypeError, RuntimeError) as error:
         print(f"fastcov: error: {error}", file=sys.stderr)

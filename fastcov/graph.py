@@ -39,6 +39,8 @@ class Graph:
     start : int or None
         Index of the start vertex, if the map has one.
     name : str
+    positions : ndarray of float64, shape (n, 2), or None
+        Where to draw the vertices, when the graph has a natural geometry (grids do).
     """
 
     indptr: np.ndarray
@@ -46,6 +48,7 @@ class Graph:
     labels: np.ndarray
     start: int | None = None
     name: str = "graph"
+    positions: np.ndarray | None = None
 
     @classmethod
     def from_edges(
@@ -247,9 +250,12 @@ def grid(width, height, *, stay=False):
             np.stack([index[:-1, :].ravel(), index[1:, :].ravel()], axis=1),
         ]
     )
-    return Graph.from_edges(
+    graph = Graph.from_edges(
         edges, width * height, stay=stay, start=0, name=f"grid {width}x{height}"
     )
+    x, y = np.meshgrid(np.arange(width), np.arange(height))
+    positions = np.stack([x.ravel(), y.ravel()], axis=1).astype(np.float64)
+    return dataclasses.replace(graph, positions=positions)
 
 
 def _object_array(labels):

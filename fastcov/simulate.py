@@ -34,6 +34,8 @@ class Simulation:
         visits[i, s]: the share of the T recorded steps at which robot i was at s.
     coverage : ndarray of float64, shape (n,)
         The share of the T recorded steps at which at least one robot was at s.
+    start : ndarray of int64, shape (N,)
+        Where the robots started.
     positions : ndarray of int64, shape (N,)
         Where the robots are after the last step.
     steps : int
@@ -42,6 +44,7 @@ class Simulation:
 
     visits: np.ndarray
     coverage: np.ndarray
+    start: np.ndarray
     positions: np.ndarray
     steps: int
 
@@ -81,7 +84,8 @@ def simulate(graph, logits, steps, *, start=None, seed=0):
     probabilities = np.atleast_2d(patrol.transition_probabilities(graph, logits))
     n_robots, n_vertices = probabilities.shape[0], graph.n_vertices
     steps = _check_steps(steps)
-    positions = _start_positions(graph, start, n_robots)
+    start = _start_positions(graph, start, n_robots)
+    positions = start.copy()
     visits = np.zeros((n_robots, n_vertices), dtype=np.int64)
     covered = np.zeros(n_vertices, dtype=np.int64)
     last_covered = np.full(n_vertices, -1, dtype=np.int64)
@@ -100,7 +104,7 @@ def simulate(graph, logits, steps, *, start=None, seed=0):
             last_covered,
         )
     count = max(steps, 1)  # T = 0: the zero counts stay zero shares
-    return Simulation(visits / count, covered / count, positions, steps)
+    return Simulation(visits / count, covered / count, start, positions, steps)
 
 
 def _check_steps(steps):

@@ -64,6 +64,7 @@ def test_same_seed_same_walk_and_default_start():
     np.testing.assert_array_equal(first.positions, second.positions)
     at_start = simulate.simulate(g, theta, 1)
     assert at_start.visits[:, g.start].tolist() == [1.0, 1.0]
+    assert at_start.start.tolist() == [g.start, g.start]
     one_robot = simulate.simulate(g, theta[0], 10)
     assert one_robot.visits.shape == (1, g.n_vertices)
 

@@ -1,0 +1,222 @@
+"""``fastcov demo``: train a team of patrol robots on a map and show what they learned.
+
+The whole method in one command: a graph (one of the paper's maps, a grid or an edge-list
+file), N robots with random softmax policies, Adam on the exact gradient of J, a
+Monte-Carlo patrol of the trained team from the map's start vertex, and, with matplotlib
+installed, a figure of the coverage before and after and of the learning curve.
+"""
+
+import dataclasses
+import os
+import re
+import sys
+import time
+
+import numpy as np
+
+from . import api, patrol, simulate
+from . import graph as graphs
+
+__all__ = ["graph_from_spec", "run", "Demo"]
+
+_GRID = re.compile(r"grid:(\d+)x(\d+)$")
+
+
+def graph_from_spec(spec):
+    """The graph a ``--graph`` argument names.
+
+    Parameters
+    ----------
+    spec : str
+        ``house``, ``office`` or ``museum`` (the paper's maps, with their start vertex);
+        ``grid:WxH`` (a W x H 4-neighbour grid where robots may also stay put; start at
+        the corner); or the path of an edge-list file: one undirected edge per line,
+        two vertex names separated by white space, ``#`` starting a comment. Names that
+        are all integers are read as integers; the first vertex named is the start.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, a malformed grid size, or a malformed line (file and line named).
+    OSError
+        The file cannot be read.
+    """
+    if spec.lower() in graphs.BUNDLED:
+        return graphs.load(spec)
+    grid = _GRID.match(spec)
+    if grid:
+        return graphs.grid(int(grid[1]), int(grid[2]), stay=True)
+    if spec.startswith("grid"):
+        raise ValueError(f"a grid is written grid:WxH, for example grid:20x10, got {spec!r}")
+    if not os.path.exists(spec):
+        raise ValueError(
+            f"{spec!r} is neither a bundled map ({', '.join(graphs.BUNDLED)}), nor grid:WxH, "
+            "nor an existing edge-list file"
+        )
+    return _read_edge_list(spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class Demo:
+    """What :func:`run` computed.
+
+    Attributes
+    ----------
+    graph : fastcov.graph.Graph
+    before, after : fastcov.patrol.PatrolState
+        The team at its random start and after training.
+    training : fastcov.patrol.TrainResult
+    patrol : fastcov.simulate.Simulation
+        The trained team's walk from the start vertex.
+    seconds : float
+        Time spent training.
+    """
+
+    graph: graphs.Graph
+    before: patrol.PatrolState
+    after: patrol.PatrolState
+    training: patrol.TrainResult
+    patrol: simulate.Simulation
+    seconds: float
+
+
+def run(
+    graph,
+    n_robots=4,
+    *,
+    iterations=300,
+    learning_rate=0.1,
+    seed=0,
+    steps=1_000_000,
+    progress=None,
+):
+    """Train ``n_robots`` robots on ``graph`` and walk the trained team for ``steps`` steps.
+
+    ``progress``, when given, is called as ``progress(step, iterations, J)`` after every
+    training step. Raises what :func:`fastcov.patrol.train` raises.
+    """
+
+    def callback(step, state):
+        if progress is not None:
+            progress(step, iterations, state.value)
+
+    # Random logits: identical robots would get identical gradients and never spread.
+    first = np.random.default_rng(seed).standard_normal((n_robots, graph.n_edges))
+    before = patrol.value_and_grad(graph, first)
+    start = time.perf_counter()
+    training = patrol.train(
+        graph,
+        n_robots,
+        iterations=iterations,
+        learning_rate=learning_rate,
+        logits=first,
+        callback=callback,
+    )
+    seconds = time.perf_counter() - start
+    walk = simulate.simulate(graph, training.logits, steps, seed=seed)
+    return Demo(graph, before, training.state, training, walk, seconds)
+
+
+def main(args):
+    """The ``demo`` command: print the summary, write the figure; return the exit status."""
+    graph = graph_from_spec(args.graph)
+    bar = _ProgressBar(sys.stderr)
+    demo = run(
+        graph,
+        args.robots,
+        iterations=args.iterations,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        steps=args.steps,
+        progress=bar.update,
+    )
+    bar.close()
+    print(_summary(demo))
+    try:
+        from . import plot
+    except ImportError:
+        print("no figure: matplotlib is not installed (pip install 'fastcov[plot]')")
+        return 0
+    plot.demo_figure(demo, args.output)
+    print(f"figure written to {args.output}")
+    return 0
+
+
+def _summary(demo):
+    graph, before, after = demo.graph, demo.before, demo.after
+    n_robots = after.mu.shape[0]
+    bound = patrol.upper_bound(graph.n_vertices, n_robots)
+    steps = len(demo.training.history) - 1
+    per_step = demo.seconds / max(steps, 1)
+    start = graph.label(demo.patrol.start[0])
+    lines = [
+        f"{graph.name}: {graph.n_vertices} vertices, {graph.n_edges} directed edges, "
+        f"{n_robots} robots",
+        f"J before training: {before.value:.4f}",
+        f"J after {steps} steps: {after.value:.4f} "
+        f"(upper bound {bound:.4f}; {demo.seconds:.2f} s, {per_step * 1e3:.2f} ms/step)",
+        f"J of a {demo.patrol.steps}-step patrol from vertex {start!r}: "
+        f"{_entropy(demo.patrol.coverage):.4f}",
+        "entropy of each robot's stationary distribution (max log n = "
+        f"{np.log(graph.n_vertices):.4f}):",
+    ]
+    for i, (mu_before, mu_after) in enumerate(zip(before.mu, after.mu, strict=True)):
+        lines.append(f"  robot {i}: {_entropy(mu_before):.4f} -> {_entropy(mu_after):.4f}")
+    return "\n".join(lines)
+
+
+def _entropy(shares):
+    """-sum s log s: J of a single distribution (one agent's mu is its own coverage)."""
+    return api.entropy(shares[np.newaxis], backend="numpy")
+
+
+def _read_edge_list(path):
+    edges = []
+    with open(path) as file:
+        for number, line in enumerate(file, 1):
+            words = line.split("#", 1)[0].split()
+            if not words:
+                continue
+            if len(words) != 2:
+                raise ValueError(
+                    f"{path}:{number}: expected two vertex names, got {line.strip()!r}"
+                )
+            edges.append(words)
+    if not edges:
+        raise ValueError(f"{path}: no edges")
+    names = [word for edge in edges for word in edge]
+    if all(re.fullmatch(r"-?\d+", word) for word in names):
+        edges = [[int(u), int(v)] for u, v in edges]
+        names = [int(word) for word in names]
+    labels = list(dict.fromkeys(names))  # in order of first appearance
+    return graphs.Graph.from_edges(
+        edges, labels=labels, start=labels[0], name=os.path.basename(path)
+    )
+
+
+class _ProgressBar:
+    """A one-line text bar, redrawn at most every 1 % of the steps; silent unless the
+    stream is a terminal (a log file gets no carriage-return clutter).
+    """
+
+    def __init__(self, stream, width=30):
+        self.stream, self.width, self.drawn = stream, width, -1
+        self.shown = stream.isatty()
+
+    def update(self, step, total, value):
+        if not self.shown:
+            return
+        filled = self.width * step // max(total, 1)
+        percent = 100 * step // max(total, 1)
+        if percent == self.drawn and step != total:
+            return
+        self.drawn = percent
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\rtraining [{bar}] {step}/{total}  J = {value:.4f}")
+        self.stream.flush()
+
+    def close(self):
+        if not self.shown:
+            return
+        self.stream.write("\n")
+        self.stream.flush()

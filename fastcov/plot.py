@@ -1,0 +1,134 @@
+"""Figures (needs matplotlib, the ``plot`` extra): a graph coloured by coverage, the demo.
+
+Importing this module raises ImportError when matplotlib is missing; callers catch it.
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed, none assumed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.sparse.csgraph  # noqa: E402
+
+from . import patrol  # noqa: E402
+
+__all__ = ["demo_figure", "draw_coverage", "layout"]
+
+#: Graphs larger than this get no computed layout (it costs O(n^2) memory).
+LAYOUT_LIMIT = 3000
+
+
+def demo_figure(demo, path):
+    """Write the demo's figure to ``path``: team coverage mu(s) before and after
+    training, on one colour scale, and J at every step against the upper bound.
+    """
+    graph, after = demo.graph, demo.after
+    positions = layout(graph)
+    before_coverage = 1.0 - np.prod(1.0 - demo.before.mu, axis=0)
+    after_coverage = 1.0 - np.prod(1.0 - after.mu, axis=0)
+    top = max(before_coverage.max(), after_coverage.max())
+    figure, axes = plt.subplots(1, 3, figsize=(16, 5), width_ratios=[1, 1, 0.9])
+    n_robots = after.mu.shape[0]
+    for axis, coverage, title in (
+        (axes[0], before_coverage, f"before: J = {demo.before.value:.3f}"),
+        (axes[1], after_coverage, f"after training: J = {after.value:.3f}"),
+    ):
+        points = draw_coverage(axis, graph, coverage, positions, vmax=top)
+        axis.set_title(title)
+    figure.colorbar(points, ax=axes[:2], shrink=0.8, label="team coverage μ(s)")
+    history = demo.training.history
+    axes[2].plot(np.arange(len(history)), history, label="J")
+    bound = patrol.upper_bound(graph.n_vertices, n_robots)
+    axes[2].axhline(bound, color="grey", linestyle="--", label=f"upper bound {bound:.3f}")
+    axes[2].set_xlabel("training step")
+    axes[2].set_ylabel("J (nats)")
+    axes[2].set_title("learning curve")
+    axes[2].legend(loc="lower right")
+    figure.suptitle(f"{graph.name}: {n_robots} robots, {graph.n_vertices} vertices")
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def draw_coverage(axis, graph, values, positions, *, vmax=None):
+    """Draw ``graph`` on ``axis`` with vertex colour = ``values`` (shape (n,)); the start
+    vertex, if any, is ringed. Returns the vertices' PathCollection (for a colour bar).
+    """
+    sources, targets = graph.sources, graph.indices
+    shown = sources < targets  # each undirected edge once, no self-loops
+    shown |= (sources > targets) & ~_has_reverse(graph)
+    segments = np.stack([positions[sources[shown]], positions[targets[shown]]], axis=1)
+    axis.add_collection(
+        matplotlib.collections.LineCollection(segments, colors="0.75", linewidths=0.8, zorder=1)
+    )
+    size = max(8.0, 3000.0 / graph.n_vertices)
+    points = axis.scatter(
+        positions[:, 0],
+        positions[:, 1],
+        c=values,
+        s=size,
+        cmap="viridis",
+        vmin=0.0,
+        vmax=vmax,
+        zorder=2,
+    )
+    if graph.start is not None:
+        axis.scatter(
+            *positions[graph.start],
+            s=size * 3,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=1.5,
+            zorder=3,
+            label="start",
+        )
+        axis.legend(loc="upper right", fontsize="small")
+    axis.set_aspect("equal")
+    axis.set_axis_off()
+    return points
+
+
+def layout(graph, *, iterations=200):
+    """Positions (n, 2) for drawing: ``graph.positions`` when the graph has them, else a
+    stress-majorisation layout of the hop distances (vertices as far apart on the page
+    as in the graph), started from classical multidimensional scaling.
+
+    Raises
+    ------
+    ValueError
+        The graph has no positions and more than :data:`LAYOUT_LIMIT` vertices.
+    """
+    if graph.positions is not None:
+        return graph.positions
+    n = graph.n_vertices
+    if n > LAYOUT_LIMIT:
+        raise ValueError(
+            f"{graph.name} has {n} vertices and no positions; a layout is computed only up "
+            f"to {LAYOUT_LIMIT}"
+        )
+    hops = scipy.sparse.csgraph.shortest_path(graph.adjacency(), directed=False, unweighted=True)
+    hops[~np.isfinite(hops)] = hops[np.isfinite(hops)].max() + 1.0
+    centring = np.eye(n) - 1.0 / n
+    values, vectors = np.linalg.eigh(-0.5 * centring @ (hops**2) @ centring)
+    positions = vectors[:, -2:] * np.sqrt(np.maximum(values[-2:], 1e-12))
+    # SMACOF with weights 1/d^2: each Guttman transform lowers the stress.
+    weights = np.zeros_like(hops)
+    off = hops > 0
+    weights[off] = 1.0 / hops[off] ** 2
+    laplacian = np.diag(weights.sum(axis=1)) - weights
+    pseudo_inverse = np.linalg.pinv(laplacian)
+    for _ in range(iterations):
+        apart = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
+        ratio = np.zeros_like(hops)
+        moved = off & (apart > 1e-12)
+        ratio[moved] = weights[moved] * hops[moved] / apart[moved]
+        guttman = np.diag(ratio.sum(axis=1)) - ratio
+        positions = pseudo_inverse @ guttman @ positions
+    return positions
+
+
+def _has_reverse(graph):
+    """Whether each edge u -> v has its reverse v -> u."""
+    n = graph.n_vertices
+    keys = graph.sources * n + graph.indices
+    return np.isin(graph.indices * n + graph.sources, keys)

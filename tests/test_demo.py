@@ -1,0 +1,126 @@
+"""The demo: graph specs, the training run, its summary and figure, the command line."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastcov
+from fastcov import demo, graph, patrol
+from fastcov.__main__ import main
+
+
+def test_graph_specs(tmp_path):
+    assert demo.graph_from_spec("MUSEUM").n_vertices == 70
+    grid = demo.graph_from_spec("grid:4x3")
+    assert grid.n_vertices == 12
+    assert grid.n_edges == 2 * 17 + 12  # 17 grid edges both ways, a stay loop per vertex
+    assert grid.positions[5].tolist() == [1.0, 1.0]
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("# a triangle with a tail\n10 20\n20 30  # comment\n\n30 10\n30 40\n")
+    g = demo.graph_from_spec(str(numbers))
+    assert g.labels.tolist() == [10, 20, 30, 40]
+    assert g.label(g.start) == 10
+    assert g.n_edges == 8
+    names = tmp_path / "rooms.txt"
+    names.write_text("hall kitchen\nkitchen attic\n")
+    assert demo.graph_from_spec(str(names)).labels.tolist() == ["hall", "kitchen", "attic"]
+
+
+def test_bad_graph_specs(tmp_path):
+    with pytest.raises(ValueError, match="grid:WxH, for example grid:20x10, got 'grid:3'"):
+        demo.graph_from_spec("grid:3")
+    with pytest.raises(ValueError, match="neither a bundled map"):
+        demo.graph_from_spec("castle")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2\n2 3 4\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: expected two vertex names, got '2 3 4'"):
+        demo.graph_from_spec(str(bad))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    with pytest.raises(ValueError, match="no edges"):
+        demo.graph_from_spec(str(empty))
+
+
+def test_run_trains_and_patrols():
+    g = graph.load("house")
+    seen = []
+    result = demo.run(g, 2, iterations=40, steps=20_000, progress=lambda *args: seen.append(args))
+    assert [step for step, _, _ in seen] == list(range(41))
+    assert seen[0][2] == result.before.value == result.training.history[0]
+    assert result.after.value == result.training.history[-1] > result.before.value
+    assert result.patrol.steps == 20_000
+    assert result.patrol.start.tolist() == [g.start, g.start]
+    np.testing.assert_allclose(result.patrol.visits, result.after.mu, atol=0.05)
+
+
+def test_layout_keeps_neighbours_close():
+    plot = pytest.importorskip("fastcov.plot")
+    g = graph.load("office")
+    positions = plot.layout(g)
+    assert positions.shape == (60, 2)
+    apart = np.linalg.norm(positions[g.sources] - positions[g.indices], axis=1)
+    everyone = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    assert apart.mean() < 0.5 * everyone[np.triu_indices(60, 1)].mean()
+    grid = graph.grid(3, 2)
+    assert plot.layout(grid) is grid.positions
+
+
+def test_command_line_summary_and_figure(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    figure = tmp_path / "demo.png"
+    status = main(
+        [
+            "demo",
+            "--graph",
+            "house",
+            "--robots",
+            "2",
+            "--iterations",
+            "30",
+            "--steps",
+            "1000",
+            "-o",
+            str(figure),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "HOUSE: 9 vertices, 20 directed edges, 2 robots" in out
+    assert f"upper bound {patrol.upper_bound(9, 2):.4f}" in out
+    assert "robot 1:" in out
+    assert f"figure written to {figure}" in out
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_command_line_without_matplotlib(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "fastcov.plot", None)  # import fails as if missing
+    monkeypatch.delattr(fastcov, "plot", raising=False)
+    status = main(
+        [
+            "demo",
+            "--graph",
+            "house",
+            "--iterations",
+            "5",
+            "--steps",
+            "100",
+            "-o",
+            str(tmp_path / "x.png"),
+        ]
+    )
+    assert status == 0
+    assert "no figure: matplotlib is not installed" in capsys.readouterr().out
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_python_dash_m_demo_reports_a_bad_graph():
+    result = subprocess.run(
+        [sys.executable, "-m", "fastcov", "demo", "--graph", "grid:0x3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 1
+    assert "fastcov: error: grid needs width, height >= 1, got 0 x 3" in result.stderr
