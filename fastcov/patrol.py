@@ -122,8 +122,7 @@ def stationary(graph, logits):
     graph.require_strongly_connected()
     probabilities = transition_probabilities(graph, logits)
     rows = np.atleast_2d(probabilities)
-    pattern = _Pattern(graph)
-    mu = np.stack([_Chain(pattern, p).mu for p in rows])
+    mu = _Team(graph, rows).mu
     return mu.reshape(probabilities.shape[:-1] + (graph.n_vertices,))
 
 
@@ -159,12 +158,9 @@ def _team_state(graph, logits, eps):
     probabilities = transition_probabilities(graph, logits)
     if probabilities.ndim != 2:
         raise ValueError(f"logits must have shape (N, n_edges), got {np.shape(logits)}")
-    pattern = _Pattern(graph)
-    chains = [_Chain(pattern, p) for p in probabilities]
-    mu = np.stack([chain.mu for chain in chains])
-    value, g = api.value_and_grad(mu, eps, backend="cpu")
-    grad = np.stack([chain.logit_gradient(g_i) for chain, g_i in zip(chains, g, strict=True)])
-    return PatrolState(value, grad, mu, probabilities)
+    team = _Team(graph, probabilities)
+    value, g = api.value_and_grad(team.mu, eps, backend="cpu")
+    return PatrolState(value, team.logit_gradient(g), team.mu, probabilities)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,44 +275,67 @@ def upper_bound(n_vertices, n_robots):
     return float(-n_vertices * share * np.log(share))
 
 
-class _Chain:
-    """One robot's chain: P, the LU of A = (I - P) without vertex 0, and mu."""
+class _Team:
+    """Every robot's chain: sparse LUs of A_i = (I - P_i) without vertex 0, and the
+    stationary distributions.
 
-    def __init__(self, pattern, probabilities):
-        self.pattern = pattern
+    Robots are factored in batches, one block-diagonal matrix (block i = A_i) per batch:
+    on small maps the per-call overhead of SuperLU, not its arithmetic, is the cost of a
+    step, while on large ones a bigger matrix orders worse than its blocks alone would.
+    """
+
+    def __init__(self, graph, probabilities):
+        self.graph = graph
         self.probabilities = probabilities
-        graph = pattern.graph
-        if graph.n_vertices == 1:
-            self.lu, self.mu = None, np.ones(1)
+        n_robots, n = len(probabilities), graph.n_vertices
+        self.mu = np.ones((n_robots, n))
+        self.batches = []
+        if n == 1:
             return
-        data = np.zeros(len(pattern.indices))
-        data[pattern.diagonal_slots] = 1.0
-        data[pattern.edge_slots] -= probabilities[pattern.kept_edges]
-        reduced = scipy.sparse.csc_array((data, pattern.indices, pattern.indptr))
-        self.lu = scipy.sparse.linalg.splu(
-            reduced,
-            permc_spec="MMD_AT_PLUS_A",
-            diag_pivot_thresh=0.0,
-            options={"SymmetricMode": True},
-        )
-        from_first = np.zeros(graph.n_vertices - 1)
-        out_of_first = slice(graph.indptr[0], graph.indptr[1])
-        targets = graph.indices[out_of_first]
-        np.add.at(from_first, targets[targets > 0] - 1, probabilities[out_of_first][targets > 0])
-        shares = np.concatenate([[1.0], self.lu.solve(from_first, trans="T")])
-        self.mu = np.clip(shares / shares.sum(), 0.0, 1.0)
+        pattern = _Pattern(graph)
+        per_batch = max(1, _BATCH_ROWS // (n - 1))
+        for first in range(0, n_robots, per_batch):
+            robots = slice(first, min(first + per_batch, n_robots))
+            lu, self.mu[robots] = _factor(graph, pattern, probabilities[robots])
+            self.batches.append((robots, lu))
 
     def logit_gradient(self, g):
-        """dJ/dtheta for this robot, from g = dJ/dmu."""
-        graph = self.pattern.graph
-        h = np.zeros(graph.n_vertices)
-        if self.lu is not None:
-            centred = np.asarray(g, dtype=np.float64) - self.mu @ g
-            h[1:] = self.lu.solve(centred[1:])
-        edge_terms = self.mu[graph.sources] * h[graph.indices]
-        weighted = self.probabilities * edge_terms
-        per_vertex = np.add.reduceat(weighted, graph.indptr[:-1])
-        return self.probabilities * (edge_terms - per_vertex[graph.sources])
+        """dJ/dtheta, shape (N, n_edges), from g = dJ/dmu, shape (N, n)."""
+        h = np.zeros_like(self.mu)
+        centred = g - np.sum(self.mu * g, axis=1, keepdims=True)
+        for robots, lu in self.batches:
+            rhs = centred[robots, 1:]
+            h[robots, 1:] = lu.solve(rhs.ravel()).reshape(rhs.shape)
+        return _softmax_chain_rule(self.graph, self.probabilities, self.mu, h)
+
+
+#: Rows of one block-diagonal LU (a batch of robots); a larger graph gets one per robot.
+_BATCH_ROWS = 4096
+
+
+def _factor(graph, pattern, probabilities):
+    """The LU of the block-diagonal matrix of these robots' A_i, and their mu."""
+    n_robots, size, entries = len(probabilities), graph.n_vertices - 1, len(pattern.indices)
+    data = np.zeros((n_robots, entries))
+    data[:, pattern.diagonal_slots] = 1.0
+    data[:, pattern.edge_slots] -= probabilities[:, pattern.kept_edges]
+    robots = np.arange(n_robots)[:, np.newaxis]
+    indices = (pattern.indices + size * robots).ravel()
+    indptr = np.append((pattern.indptr[:-1] + entries * robots).ravel(), n_robots * entries)
+    blocks = scipy.sparse.csc_array(
+        (data.ravel(), indices, indptr), shape=(n_robots * size, n_robots * size)
+    )
+    lu = scipy.sparse.linalg.splu(
+        blocks, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
+    )
+    # A^T x = P(0, .) without vertex 0, with x_0 = 1: mu is x normalised.
+    from_first = np.zeros((n_robots, size))
+    out_of_first = np.arange(graph.indptr[0], graph.indptr[1])
+    moves = out_of_first[graph.indices[out_of_first] > 0]
+    from_first[:, graph.indices[moves] - 1] = probabilities[:, moves]
+    shares = np.ones((n_robots, size + 1))
+    shares[:, 1:] = lu.solve(from_first.ravel(), trans="T").reshape(n_robots, size)
+    return lu, np.clip(shares / shares.sum(axis=1, keepdims=True), 0.0, 1.0)
 
 
 class _Pattern:
@@ -338,6 +357,17 @@ class _Pattern:
         slots = np.searchsorted(keys, columns * n + rows)
         self.edge_slots = slots[: len(self.kept_edges)]
         self.diagonal_slots = slots[len(self.kept_edges) :]
+
+
+def _softmax_chain_rule(graph, probabilities, mu, h):
+    """dJ/dtheta from dJ/dP(s, s') = mu(s) h(s'): the softmax chain rule (one robot's
+    arrays, or every robot's stacked along a first axis).
+
+    Shared with the dense baseline of ``bench/patrol.py``, which finds h another way.
+    """
+    edge_terms = mu[..., graph.sources] * h[..., graph.indices]
+    per_vertex = np.add.reduceat(probabilities * edge_terms, graph.indptr[:-1], axis=-1)
+    return probabilities * (edge_terms - per_vertex[..., graph.sources])
 
 
 def _check_logits(graph, logits):

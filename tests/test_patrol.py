@@ -206,3 +206,14 @@ def test_training_stops_at_tolerance_and_on_callback():
 def test_upper_bound_hand_worked():
     assert patrol.upper_bound(70, 4) == pytest.approx(4 * np.log(70 / 4), rel=1e-15)
     assert patrol.upper_bound(5, 4) == pytest.approx(5 / np.e, rel=1e-15)  # N / n > 1/e
+
+
+@pytest.mark.parametrize("batch_rows", [1, 130])  # one robot per LU; two per LU, then one
+def test_batches_of_robots_give_the_same_step(monkeypatch, batch_rows):
+    g = graph.load("office")  # 59 rows per robot once vertex 0 is removed
+    theta = np.random.default_rng(6).standard_normal((3, g.n_edges))
+    together = patrol.value_and_grad(g, theta)
+    monkeypatch.setattr(patrol, "_BATCH_ROWS", batch_rows)
+    apart = patrol.value_and_grad(g, theta)
+    np.testing.assert_allclose(apart.mu, together.mu, rtol=1e-12)
+    np.testing.assert_allclose(apart.grad, together.grad, rtol=1e-9, atol=1e-14)
