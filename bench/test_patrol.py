@@ -1,0 +1,24 @@
+"""pytest-benchmark cases: one patrol gradient step, fastcov's sparse LU against dense
+inverses, N = 8 robots. CI runs each once (timing disabled) and checks they agree; the
+scaling table is ``python -m bench.patrol``.
+"""
+
+import numpy as np
+import pytest
+
+from bench import patrol as patrol_bench
+from fastcov import graph
+
+GRAPHS = {"museum": lambda: graph.load("museum"), "grid-32x32": lambda: graph.grid(32, 32)}
+
+
+@pytest.mark.parametrize("step", ["sparse", "dense"])
+@pytest.mark.parametrize("name", list(GRAPHS))
+def test_gradient_step(benchmark, name, step):
+    g = GRAPHS[name]()
+    logits = np.random.default_rng(0).standard_normal((8, g.n_edges))
+    benchmark.group = f"patrol step, N=8, {name}"
+    run = patrol_bench.sparse_step if step == "sparse" else patrol_bench.dense_step
+    value, grad = benchmark(run, g, logits)
+    other = patrol_bench.dense_step if step == "sparse" else patrol_bench.sparse_step
+    patrol_bench._agree((value, grad), other(g, logits), name)
