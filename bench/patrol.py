@@ -49,6 +49,26 @@ def dense_step(graph, logits):
     return value, grad
 
 
+def torch_step(graph, logits):
+    """EM-Patroller's own way (needs PyTorch): P by a masked softmax, mu as the column
+    sums of torch.linalg.inv(P - I + 1 1^T), J, and reverse-mode autodiff back to the
+    logits (the paper's code also builds P with a per-state MLP, not timed here).
+    """
+    import torch
+
+    n = graph.n_vertices
+    theta = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
+    masked = torch.full((len(logits), n, n), -torch.inf, dtype=torch.float64)
+    masked[:, graph.sources, graph.indices] = theta
+    transition = torch.softmax(masked, dim=2)
+    system = transition - torch.eye(n, dtype=torch.float64) + 1.0
+    mu = torch.linalg.inv(system).sum(dim=1)
+    team = 1.0 - torch.prod(1.0 - mu, dim=0)
+    value = -(team * torch.log(team)).sum()
+    value.backward()
+    return value.item(), theta.grad.numpy()
+
+
 def sparse_step(graph, logits):
     """Fastcov's step: :func:`fastcov.patrol.value_and_grad`."""
     state = patrol.value_and_grad(graph, logits)
@@ -94,7 +114,7 @@ def experiments(iterations, seeds):
     return rows
 
 
-def scaling(widths, n_robots, dense_limit, repeat):
+def scaling(widths, n_robots, dense_limit, repeat, torch_limit=1100):
     """Print and return the step times on W x W grids and MUSEUM."""
     print(f"# one gradient step, N = {n_robots}, median of {repeat} (one from 1e5 vertices), s")
     print("{:14} {:>9} {:>10} {:>10} {:>9}".format("graph", "vertices", "sparse", "dense", "x"))
@@ -124,7 +144,30 @@ def scaling(widths, n_robots, dense_limit, repeat):
             for (a, b), s in zip(pairs, slopes, strict=True)
         )
         print(f"# growth of the {key.split()[0]} step, time ~ n^k: {text}")
+    if _has_torch():
+        # Last: PyTorch's OpenMP threads keep spinning after each call and would slow
+        # whatever is timed next.
+        print("# EM-Patroller's way: PyTorch autodiff through inv, against the sparse step")
+        for g, row in zip(cases, rows, strict=True):
+            if g.n_vertices > torch_limit:
+                continue
+            logits = np.random.default_rng(0).standard_normal((n_robots, g.n_edges))
+            row["torch s"] = _median(lambda: torch_step(g, logits), repeat)
+            _agree(sparse_step(g, logits), torch_step(g, logits), g.name)
+            print(
+                f"{g.name:14} {g.n_vertices:9d} {row['torch s']:10.4g} "
+                f"{row['torch s'] / row['sparse s']:9.1f}"
+            )
     return rows
+
+
+def _has_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("# torch column: not run (PyTorch is not installed)")
+        return False
+    return True
 
 
 def _agree(sparse, dense, name):

@@ -1,5 +1,5 @@
 """pytest-benchmark cases: one patrol gradient step, fastcov's sparse LU against dense
-inverses, N = 8 robots. CI runs each once (timing disabled) and checks they agree; the
+inverses (NumPy, and PyTorch autodiff when installed), N = 8 robots. CI runs each once (timing disabled) and checks they agree; the
 scaling table is ``python -m bench.patrol``.
 """
 
@@ -12,13 +12,21 @@ from fastcov import graph
 GRAPHS = {"museum": lambda: graph.load("museum"), "grid-32x32": lambda: graph.grid(32, 32)}
 
 
-@pytest.mark.parametrize("step", ["sparse", "dense"])
+STEPS = {
+    "sparse": patrol_bench.sparse_step,
+    "dense": patrol_bench.dense_step,
+    "torch": patrol_bench.torch_step,
+}
+
+
+@pytest.mark.parametrize("step", list(STEPS))
 @pytest.mark.parametrize("name", list(GRAPHS))
 def test_gradient_step(benchmark, name, step):
+    if step == "torch":
+        pytest.importorskip("torch")
     g = GRAPHS[name]()
     logits = np.random.default_rng(0).standard_normal((8, g.n_edges))
     benchmark.group = f"patrol step, N=8, {name}"
-    run = patrol_bench.sparse_step if step == "sparse" else patrol_bench.dense_step
-    value, grad = benchmark(run, g, logits)
+    value, grad = benchmark(STEPS[step], g, logits)
     other = patrol_bench.dense_step if step == "sparse" else patrol_bench.sparse_step
     patrol_bench._agree((value, grad), other(g, logits), name)
