@@ -1,6 +1,6 @@
 """pytest-benchmark cases: one patrol gradient step, fastcov's sparse LU against dense
-inverses (NumPy, and PyTorch autodiff when installed), N = 8 robots. CI runs each once (timing disabled) and checks they agree; the
-scaling table is ``python -m bench.patrol``.
+inverses (NumPy, and PyTorch autodiff when installed), N = 8 robots. CI runs each once
+(timing disabled) and checks they agree; the scaling table is ``python -m bench.patrol``.
 """
 
 import numpy as np
