@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.sparse.csgraph  # noqa: E402
 
-from . import patrol  # noqa: E402
+from . import api, patrol  # noqa: E402
 
 __all__ = ["demo_figure", "draw_coverage", "layout"]
 
@@ -25,8 +25,8 @@ def demo_figure(demo, path):
     """
     graph, after = demo.graph, demo.after
     positions = layout(graph)
-    before_coverage = 1.0 - np.prod(1.0 - demo.before.mu, axis=0)
-    after_coverage = 1.0 - np.prod(1.0 - after.mu, axis=0)
+    before_coverage = api.coverage(demo.before.mu, backend="numpy")
+    after_coverage = api.coverage(after.mu, backend="numpy")
     top = max(before_coverage.max(), after_coverage.max())
     figure, axes = plt.subplots(1, 3, figsize=(16, 5), width_ratios=[1, 1, 0.9])
     n_robots = after.mu.shape[0]
