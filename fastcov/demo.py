@@ -95,26 +95,26 @@ def run(
     ``progress``, when given, is called as ``progress(step, iterations, J)`` after every
     training step. Raises what :func:`fastcov.patrol.train` raises.
     """
+    states = []
 
     def callback(step, state):
+        if step == 0:
+            states.append(state)  # the team before its first update
         if progress is not None:
             progress(step, iterations, state.value)
 
-    # Random logits: identical robots would get identical gradients and never spread.
-    first = np.random.default_rng(seed).standard_normal((n_robots, graph.n_edges))
-    before = patrol.value_and_grad(graph, first)
     start = time.perf_counter()
     training = patrol.train(
         graph,
         n_robots,
         iterations=iterations,
         learning_rate=learning_rate,
-        logits=first,
+        seed=seed,
         callback=callback,
     )
     seconds = time.perf_counter() - start
     walk = simulate.simulate(graph, training.logits, steps, seed=seed)
-    return Demo(graph, before, training.state, training, walk, seconds)
+    return Demo(graph, states[0], training.state, training, walk, seconds)
 
 
 def main(args):
