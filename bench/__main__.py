@@ -1,8 +1,9 @@
 """fastcov value_and_grad against its peers and against the machine's own bandwidth.
 
 Every figure is a ratio taken in the same run: "copy" reads mu and writes an array of
-mu's size (the floor for value_and_grad: one read of mu, one write of g), "read" only
-reads mu. Effective bandwidth = (bytes of mu + bytes of g) / time (mu alone for "read").
+mu's size (the floor for value_and_grad: one read of mu, one write of g; it is memcpy,
+which streams its stores), "scale" does the same with ordinary stores and one multiply,
+"read" only reads mu. Effective bandwidth = (bytes of mu + bytes of g) / time (mu alone for "read").
 
 Usage (from a checkout): ``python -m bench`` for the full report (N in {2, 8, 32}, S in
 {1e3, 1e5, 1e7}, float64 and float32, then compile latency, per-call time, peak memory and

@@ -3,7 +3,12 @@
 ``build(name, mu)`` prepares one implementation for one input (copies to the device,
 allocates ``out``, compiles) and returns a zero-argument callable that computes (J, g) and
 waits for it. Every implementation computes the same objective; the roofline entries
-("copy", "read") move the same bytes and compute nothing.
+("copy", "scale", "read") move the same bytes and compute (next to) nothing.
+
+"copy" is a loop LLVM turns into a call of the C library's memcpy, which writes large
+arrays with non-temporal stores: it skips reading g's lines before writing them. "scale"
+(g = 0.5 mu) is what a compiled loop that computes something and stores ordinarily
+reaches: on the machine of bench/RESULTS.md, 0.57x copy at N = 8, S = 1e7.
 """
 
 import numba
@@ -14,6 +19,7 @@ import fastcov
 #: name -> (description, what it needs installed or None)
 IMPLEMENTATIONS = {
     "copy": ("copy of the same bytes: read mu, write an array of mu's size", None),
+    "scale": ("g = 0.5 mu over the same bytes: ordinary stores, vectorised", None),
     "read": ("read-only reduction over mu", None),
     "fastcov-cpu-out": ("fastcov cpu, out=", None),
     "fastcov-cpu": ("fastcov cpu, allocating", None),
@@ -22,7 +28,7 @@ IMPLEMENTATIONS = {
     "reference": ("fastcov's NumPy reference (readable, (N, S) temporaries)", None),
     "jax-jit": ("JAX jit(value_and_grad) of the naive objective", "jax"),
 }
-ROOFLINE = ("copy", "read")
+ROOFLINE = ("copy", "scale", "read")
 
 #: The reference allocates several (N, S) float64 temporaries: skip it above this size.
 REFERENCE_MAX_ELEMENTS = 10**8
@@ -82,6 +88,17 @@ def _copy(mu):
     return run
 
 
+def _scale(mu):
+    target = np.empty_like(mu)
+    flat_source, flat_target = mu.reshape(-1), target.reshape(-1)
+
+    def run():
+        _parallel_scale(flat_source, flat_target)
+        return None, target
+
+    return run
+
+
 def _read(mu):
     flat = mu.reshape(-1)
     return lambda: (_parallel_sum(flat), None)
@@ -135,6 +152,7 @@ def _jax_jit(mu):
 
 _BUILDERS = {
     "copy": _copy,
+    "scale": _scale,
     "read": _read,
     "fastcov-cpu-out": _fastcov_cpu_out,
     "fastcov-cpu": _fastcov_cpu,
@@ -149,6 +167,12 @@ _BUILDERS = {
 def _parallel_copy(source, target):
     for k in numba.prange(source.size):
         target[k] = source[k]
+
+
+@numba.njit(parallel=True, cache=True)
+def _parallel_scale(source, target):
+    for k in numba.prange(source.size):
+        target[k] = 0.5 * source[k]
 
 
 # Reassociation lets the sum vectorise: this is a bandwidth probe, its rounding is irrelevant.

@@ -2,7 +2,7 @@
 
 Disabled by default (``--benchmark-disable`` in pyproject), so CI runs each case once as a
 correctness smoke test; time it with ``python -m pytest bench --benchmark-enable``. Cases
-are grouped by (N, S, dtype), with the roofline ("copy", "read") in every group. The
+are grouped by (N, S, dtype), with the roofline ("copy", "scale", "read") in every group. The
 same implementations drive ``python -m bench``.
 """
 
