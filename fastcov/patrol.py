@@ -29,7 +29,9 @@ and the shared terms).
 """
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
@@ -282,6 +284,8 @@ class _Team:
     Robots are factored in batches, one block-diagonal matrix (block i = A_i) per batch:
     on small maps the per-call overhead of SuperLU, not its arithmetic, is the cost of a
     step, while on large ones a bigger matrix orders worse than its blocks alone would.
+    Batches are factored and solved on ``numba.get_num_threads()`` threads (SuperLU
+    releases the GIL); each batch's arithmetic is the same whatever the thread count.
     """
 
     def __init__(self, graph, probabilities):
@@ -294,19 +298,39 @@ class _Team:
             return
         pattern = _Pattern(graph)
         per_batch = max(1, _BATCH_ROWS // (n - 1))
-        for first in range(0, n_robots, per_batch):
-            robots = slice(first, min(first + per_batch, n_robots))
-            lu, self.mu[robots] = _factor(graph, pattern, probabilities[robots])
+        batches = [
+            slice(first, min(first + per_batch, n_robots))
+            for first in range(0, n_robots, per_batch)
+        ]
+
+        def factor(robots):
+            return _factor(graph, pattern, probabilities[robots])
+
+        for robots, (lu, mu) in zip(batches, _in_threads(factor, batches), strict=True):
+            self.mu[robots] = mu
             self.batches.append((robots, lu))
 
     def logit_gradient(self, g):
         """dJ/dtheta, shape (N, n_edges), from g = dJ/dmu, shape (N, n)."""
         h = np.zeros_like(self.mu)
         centred = g - np.sum(self.mu * g, axis=1, keepdims=True)
-        for robots, lu in self.batches:
+
+        def solve(batch):
+            robots, lu = batch
             rhs = centred[robots, 1:]
             h[robots, 1:] = lu.solve(rhs.ravel()).reshape(rhs.shape)
+
+        _in_threads(solve, self.batches)
         return _softmax_chain_rule(self.graph, self.probabilities, self.mu, h)
+
+
+def _in_threads(function, items):
+    """[function(item) for item in items], on up to numba.get_num_threads() threads."""
+    threads = min(numba.get_num_threads(), len(items))
+    if threads <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(function, items))
 
 
 #: Rows of one block-diagonal LU (a batch of robots); a larger graph gets one per robot.

@@ -1,6 +1,7 @@
 """Graphs, stationary distributions and the exact patrol gradient against independent
 references: dense linear algebra, central finite differences, hand-worked chains."""
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse
@@ -217,3 +218,22 @@ def test_batches_of_robots_give_the_same_step(monkeypatch, batch_rows):
     apart = patrol.value_and_grad(g, theta)
     np.testing.assert_allclose(apart.mu, together.mu, rtol=1e-12)
     np.testing.assert_allclose(apart.grad, together.grad, rtol=1e-9, atol=1e-14)
+
+
+def test_batches_on_threads_give_the_same_step_bit_for_bit(monkeypatch):
+    g = graph.load("office")
+    theta = np.random.default_rng(7).standard_normal((3, g.n_edges))
+    monkeypatch.setattr(patrol, "_BATCH_ROWS", 1)  # one LU per robot: three batches
+    threads = numba.get_num_threads()
+    if threads == 1:
+        pytest.skip("one thread: nothing to compare")
+    try:
+        numba.set_num_threads(1)
+        serial = patrol.value_and_grad(g, theta)
+        numba.set_num_threads(threads)
+        threaded = patrol.value_and_grad(g, theta)
+    finally:
+        numba.set_num_threads(threads)
+    assert threaded.value == serial.value
+    np.testing.assert_array_equal(threaded.mu, serial.mu)
+    np.testing.assert_array_equal(threaded.grad, serial.grad)
