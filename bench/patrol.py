@@ -59,7 +59,8 @@ def torch_step(graph, logits):
     n = graph.n_vertices
     theta = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
     masked = torch.full((len(logits), n, n), -torch.inf, dtype=torch.float64)
-    masked[:, graph.sources, graph.indices] = theta
+    # Writable copies: PyTorch warns when indexed with read-only NumPy arrays.
+    masked[:, graph.sources.copy(), graph.indices.copy()] = theta
     transition = torch.softmax(masked, dim=2)
     system = transition - torch.eye(n, dtype=torch.float64) + 1.0
     mu = torch.linalg.inv(system).sum(dim=1)

@@ -12,6 +12,7 @@ with the start vertex the paper uses.
 """
 
 import dataclasses
+import functools
 import json
 from importlib import resources
 
@@ -41,6 +42,10 @@ class Graph:
     name : str
     positions : ndarray of float64, shape (n, 2), or None
         Where to draw the vertices, when the graph has a natural geometry (grids do).
+
+    The arrays are the graph's own read-only copies, so what is derived from them (the
+    edge sources, the connectivity check, the patrol solver's sparsity pattern) is
+    computed once per graph; :func:`dataclasses.replace` makes a new graph.
     """
 
     indptr: np.ndarray
@@ -49,6 +54,14 @@ class Graph:
     start: int | None = None
     name: str = "graph"
     positions: np.ndarray | None = None
+
+    def __post_init__(self):
+        for field in ("indptr", "indices", "labels", "positions"):
+            value = getattr(self, field)
+            if value is not None:
+                value = np.array(value)
+                value.setflags(write=False)
+                object.__setattr__(self, field, value)
 
     @classmethod
     def from_edges(
@@ -168,10 +181,12 @@ class Graph:
         """Number of directed edges (the policy has one logit per edge)."""
         return len(self.indices)
 
-    @property
+    @functools.cached_property
     def sources(self):
-        """Source vertex of every edge, shape (n_edges,)."""
-        return np.repeat(np.arange(self.n_vertices), np.diff(self.indptr))
+        """Source vertex of every edge, shape (n_edges,), read-only."""
+        sources = np.repeat(np.arange(self.n_vertices), np.diff(self.indptr))
+        sources.setflags(write=False)
+        return sources
 
     def label(self, vertex):
         """The caller's name of vertex index ``vertex`` (a Python object, not a NumPy scalar)."""
@@ -204,9 +219,7 @@ class Graph:
         entered) and the number of components.
         """
         self.require_out_edges()
-        count, component = scipy.sparse.csgraph.connected_components(
-            self.adjacency(), directed=True, connection="strong"
-        )
+        count, component = self._strong_components
         if count > 1:
             sizes = np.bincount(component)
             smallest = np.flatnonzero(component == np.argmin(sizes))
@@ -217,6 +230,13 @@ class Graph:
                 f"components), so a patrol policy has no unique stationary distribution; "
                 f"one component: vertices {shown}{more}"
             )
+
+    @functools.cached_property
+    def _strong_components(self):
+        """(count, component of each vertex) of the strongly connected components."""
+        return scipy.sparse.csgraph.connected_components(
+            self.adjacency(), directed=True, connection="strong"
+        )
 
 
 def load(name):

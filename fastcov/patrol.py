@@ -29,6 +29,7 @@ and the shared terms).
 """
 
 import dataclasses
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -296,7 +297,7 @@ class _Team:
         self.batches = []
         if n == 1:
             return
-        pattern = _Pattern(graph)
+        pattern = _pattern(graph)
         per_batch = max(1, _BATCH_ROWS // (n - 1))
         batches = [
             slice(first, min(first + per_batch, n_robots))
@@ -362,9 +363,20 @@ def _factor(graph, pattern, probabilities):
     return lu, np.clip(shares / shares.sum(axis=1, keepdims=True), 0.0, 1.0)
 
 
+def _pattern(graph):
+    """The graph's :class:`_Pattern`, made on first use (graphs are immutable)."""
+    pattern = _PATTERNS.get(graph)
+    if pattern is None:
+        pattern = _PATTERNS[graph] = _Pattern(graph)
+    return pattern
+
+
+_PATTERNS = weakref.WeakKeyDictionary()
+
+
 class _Pattern:
     """Where each edge's -P(e) and each 1 of I go in the CSC data of A = (I - P) without
-    vertex 0: the same for every policy on a graph, so computed once per call.
+    vertex 0: the same for every policy on a graph.
     """
 
     def __init__(self, graph):

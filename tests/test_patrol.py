@@ -1,6 +1,8 @@
 """Graphs, stationary distributions and the exact patrol gradient against independent
 references: dense linear algebra, central finite differences, hand-worked chains."""
 
+import dataclasses
+
 import numba
 import numpy as np
 import pytest
@@ -68,6 +70,22 @@ def test_not_strongly_connected_names_a_component():
     dead_end = graph.Graph.from_edges([(0, 1)], directed=True)
     with pytest.raises(ValueError, match="vertex 1 has no outgoing edge"):
         patrol.stationary(dead_end, np.zeros(1))
+
+
+def test_a_graph_is_immutable_and_owns_its_arrays():
+    indptr, indices = np.array([0, 1, 2]), np.array([1, 0])
+    g = graph.Graph(indptr, indices, np.arange(2))
+    indices[:] = 0  # the caller's array: the graph keeps its own copy
+    np.testing.assert_array_equal(g.indices, [1, 0])
+    for array in (g.indptr, g.indices, g.labels, g.sources):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 1
+    g.require_strongly_connected()
+    # A changed graph is a new graph, with its own derived data.
+    stuck = dataclasses.replace(g, indices=np.array([1, 1]))
+    with pytest.raises(ValueError, match="not strongly connected"):
+        stuck.require_strongly_connected()
+    np.testing.assert_allclose(patrol.stationary(g, np.zeros(2)), [0.5, 0.5])
 
 
 def test_bad_logits():

@@ -20,7 +20,7 @@ def _dense_objective(xp, g, theta, softmax, solve):
     n = g.n_vertices
     mask = np.full((n, n), -np.inf)
     mask[g.sources, g.indices] = 0.0
-    rows, columns = np.asarray(g.sources), np.asarray(g.indices)
+    rows, columns = np.array(g.sources), np.array(g.indices)  # torch warns on read-only arrays
     absent = xp.ones(n, dtype=theta.dtype)
     for i in range(theta.shape[0]):
         logits = xp.asarray(mask, dtype=theta.dtype)
