@@ -6,7 +6,7 @@ runs over chunks. Both partitions depend on (N, S) only, never on the thread cou
 is accumulated per block and summed in block order (exactly, with ``math.fsum``), so J and
 g are bit-identical whatever ``numba.set_num_threads`` says.
 
-Agents go in groups of ``_GROUP`` = 8 (one group of 2 or 4 when N <= 2 or N <= 4); the
+Agents go in groups of ``_GROUP`` = 8 (one group of 2, 3 or 4 when N <= 4); the
 last group is padded with rows of zeros, which change nothing exactly (a factor 1 - 0 = 1
 and a term 0 q). For each state of a group:
 
@@ -215,7 +215,7 @@ def _policy_gradient_kernel(mu, dmu, eps, check, block, max_chunks):
 # at columns g_s0:g_s0 + n (the caller's g at s0, or the chunk's scratch block at 0); a
 # last group with fewer agents than its size is copied into ``padded`` (rows of zeros
 # past the last agent) and writes its g into ``g_block``, from which ``_unpad`` copies
-# it. Groups have 8 agents, or 4 when N <= 4, or 2 when N <= 2 (fewer padding agents).
+# it. Groups have 8 agents, or 4 when N = 4, 3 when N = 3, 2 when N <= 2 (less padding).
 
 
 @_jit
@@ -223,6 +223,8 @@ def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
     """Write g_i(s) for the block; return (the block's J, count of values outside [0, 1])."""
     if mu.shape[0] <= _PAIR:
         block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _PAIR)
+    elif mu.shape[0] == 3:
+        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, 3)
     elif mu.shape[0] <= _SMALL_GROUP:
         block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _SMALL_GROUP)
     elif mu.shape[0] <= _GROUP:
@@ -333,6 +335,8 @@ def _single_group_size(n_agents):
     """The group size ``_gradient`` uses for N <= 8 agents (8 for more)."""
     if n_agents <= _PAIR:
         return _PAIR
+    if n_agents == 3:
+        return 3
     return _SMALL_GROUP if n_agents <= _SMALL_GROUP else _GROUP
 
 
