@@ -78,22 +78,20 @@ def naive_value_and_grad(mu):
 
 
 def _copy(mu):
-    target = np.empty_like(mu)
-    flat_source, flat_target = mu.reshape(-1), target.reshape(-1)
-
-    def run():
-        _parallel_copy(flat_source, flat_target)
-        return None, target
-
-    return run
+    return _into_new_array(_parallel_copy, mu)
 
 
 def _scale(mu):
+    return _into_new_array(_parallel_scale, mu)
+
+
+def _into_new_array(loop, mu):
+    """A run of ``loop(mu, target)`` over the flattened arrays, target of mu's size."""
     target = np.empty_like(mu)
     flat_source, flat_target = mu.reshape(-1), target.reshape(-1)
 
     def run():
-        _parallel_scale(flat_source, flat_target)
+        loop(flat_source, flat_target)
         return None, target
 
     return run
