@@ -58,10 +58,11 @@ _sum_jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"re
 _WRITE_NOTHING, _WRITE_COVERAGE, _WRITE_WEIGHTS, _WRITE_GRADIENT = 0, 1, 2, 3
 
 #: Agents per group: their products stay in registers (16 vector registers with AVX2).
-#: With at most _PAIR or _SMALL_GROUP agents the one group is that small (less padding to
-#: compute: N = 2 ran 1.8x faster in a group of 2 than in a padded group of 4). Each size
-#: is one more compiled loop (about 1 s of cold compilation).
+#: With N <= _PAIR, N = _TRIO or N <= _SMALL_GROUP agents the one group is that small
+#: (less padding to compute: N = 2 ran 1.8x faster in a group of 2 than in a padded group
+#: of 4). Each size is one more compiled loop (about 1 s of cold compilation).
 _PAIR = 2
+_TRIO = 3
 _GROUP = 8
 _SMALL_GROUP = 4
 
@@ -155,7 +156,7 @@ def _scratch(mu, block):
     width = min(block, mu.shape[1])
     work = np.empty((4, width))
     g_block = np.empty((_padded_agents(mu), width))
-    # Groups of 2 and 4 pad only where groups of 8 do too.
+    # Groups of 2, 3 and 4 pad only where groups of 8 do too.
     padded_rows = _GROUP if _padded_agents(mu) > mu.shape[0] else 0
     return work, g_block, np.zeros((padded_rows, width), mu.dtype)
 
@@ -223,8 +224,8 @@ def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
     """Write g_i(s) for the block; return (the block's J, count of values outside [0, 1])."""
     if mu.shape[0] <= _PAIR:
         block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _PAIR)
-    elif mu.shape[0] == 3:
-        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, 3)
+    elif mu.shape[0] == _TRIO:
+        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _TRIO)
     elif mu.shape[0] <= _SMALL_GROUP:
         block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _SMALL_GROUP)
     elif mu.shape[0] <= _GROUP:
@@ -332,11 +333,13 @@ def _unpad(mu, n, g, g_s0, g_block):
 
 @_jit
 def _single_group_size(n_agents):
-    """The group size ``_gradient`` uses for N <= 8 agents (8 for more)."""
+    """The group size ``_gradient`` uses for N <= 8 agents (8 for more). ``_gradient``
+    branches on the same sizes, each a compile-time constant of its own loop.
+    """
     if n_agents <= _PAIR:
         return _PAIR
-    if n_agents == 3:
-        return 3
+    if n_agents == _TRIO:
+        return _TRIO
     return _SMALL_GROUP if n_agents <= _SMALL_GROUP else _GROUP
 
 
