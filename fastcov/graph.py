@@ -204,11 +204,10 @@ class Graph:
         """Raise ValueError if the graph is empty or a vertex has no outgoing edge."""
         if self.n_vertices == 0:
             raise ValueError(f"{self.name} has no vertices")
-        stuck = np.flatnonzero(np.diff(self.indptr) == 0)
-        if stuck.size:
+        if self._first_stuck is not None:
             raise ValueError(
-                f"{self.name}: vertex {self.label(stuck[0])!r} has no outgoing edge, so a "
-                "robot there cannot move (add edges, or stay=True)"
+                f"{self.name}: vertex {self.label(self._first_stuck)!r} has no outgoing "
+                "edge, so a robot there cannot move (add edges, or stay=True)"
             )
 
     def require_strongly_connected(self):
@@ -230,6 +229,12 @@ class Graph:
                 f"components), so a patrol policy has no unique stationary distribution; "
                 f"one component: vertices {shown}{more}"
             )
+
+    @functools.cached_property
+    def _first_stuck(self):
+        """The first vertex without out-edges, or None."""
+        stuck = np.flatnonzero(np.diff(self.indptr) == 0)
+        return int(stuck[0]) if stuck.size else None
 
     @functools.cached_property
     def _strong_components(self):

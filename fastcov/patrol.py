@@ -29,6 +29,7 @@ and the shared terms).
 """
 
 import dataclasses
+import math
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,7 +38,7 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from . import api
+from . import _elimination, api
 
 __all__ = [
     "transition_probabilities",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 SCHEDULES = ("simultaneous", "one-at-a-time")
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,11 +98,9 @@ def transition_probabilities(graph, logits):
     """
     graph.require_out_edges()
     logits = _check_logits(graph, logits)
-    starts = graph.indptr[:-1]
-    # Subtract each vertex's largest logit first: exp never overflows.
-    shifted = logits - np.maximum.reduceat(logits, starts, axis=-1)[..., graph.sources]
-    weights = np.exp(shifted)
-    return weights / np.add.reduceat(weights, starts, axis=-1)[..., graph.sources]
+    probabilities = np.empty_like(logits)
+    _softmax(graph.indptr, _rows(logits), _rows(probabilities))
+    return probabilities
 
 
 def stationary(graph, logits):
@@ -125,7 +126,7 @@ def stationary(graph, logits):
     graph.require_strongly_connected()
     probabilities = transition_probabilities(graph, logits)
     rows = np.atleast_2d(probabilities)
-    mu = _Team(graph, rows).mu
+    mu = _team(graph, rows).mu
     return mu.reshape(probabilities.shape[:-1] + (graph.n_vertices,))
 
 
@@ -161,7 +162,7 @@ def _team_state(graph, logits, eps):
     probabilities = transition_probabilities(graph, logits)
     if probabilities.ndim != 2:
         raise ValueError(f"logits must have shape (N, n_edges), got {np.shape(logits)}")
-    team = _Team(graph, probabilities)
+    team = _team(graph, probabilities)
     value, g = api.value_and_grad(team.mu, eps, backend="cpu")
     return PatrolState(value, team.logit_gradient(g), team.mu, probabilities)
 
@@ -278,22 +279,66 @@ def upper_bound(n_vertices, n_robots):
     return float(-n_vertices * share * np.log(share))
 
 
-class _Team:
-    """Every robot's chain: sparse LUs of A_i = (I - P_i) without vertex 0, and the
-    stationary distributions.
+def _team(graph, probabilities):
+    """Every robot's chain factored, by the graph's elimination plan when it has one."""
+    if graph.n_vertices > 1 and _pattern(graph).plan is not None:
+        return _PlannedTeam(graph, probabilities)
+    return _SuperLUTeam(graph, probabilities)
 
-    Robots are factored in batches, one block-diagonal matrix (block i = A_i) per batch:
-    on small maps the per-call overhead of SuperLU, not its arithmetic, is the cost of a
-    step, while on large ones a bigger matrix orders worse than its blocks alone would.
-    Batches are factored and solved on ``numba.get_num_threads()`` threads (SuperLU
-    releases the GIL); each batch's arithmetic is the same whatever the thread count.
+
+class _Team:
+    """Every robot's chain: LUs of A_i = (I - P_i) without vertex 0 and the stationary
+    distributions. Subclasses factor (setting ``mu``) and solve for the adjoint h (the
+    Poisson equation of the module docstring); this class turns h into dJ/dtheta.
     """
 
     def __init__(self, graph, probabilities):
         self.graph = graph
         self.probabilities = probabilities
+        self.mu = np.ones((len(probabilities), graph.n_vertices))
+
+    def logit_gradient(self, g):
+        """dJ/dtheta, shape (N, n_edges), from g = dJ/dmu, shape (N, n)."""
+        h = np.zeros_like(self.mu)
+        if self.graph.n_vertices > 1:
+            self._adjoint(g, h)
+        return _softmax_chain_rule(self.graph, self.probabilities, self.mu, h)
+
+
+class _PlannedTeam(_Team):
+    """All robots' A_i factored in one pass of the graph's :class:`_elimination.Plan`
+    (values and right-hand sides with a column per robot).
+    """
+
+    def __init__(self, graph, probabilities):
+        super().__init__(graph, probabilities)
+        pattern = _pattern(graph)
+        self.plan = pattern.plan
+        self.values = _planned_stationary(
+            self.plan,
+            pattern.planned_slots,
+            pattern.kept_edges,
+            graph.indptr,
+            graph.indices,
+            probabilities,
+            self.mu,
+        )
+
+    def _adjoint(self, g, h):
+        _planned_adjoint(self.plan, self.values, g, self.mu, h)
+
+
+class _SuperLUTeam(_Team):
+    """SuperLU, for graphs too large for a plan. Robots are factored in batches, one
+    block-diagonal matrix (block i = A_i) per batch: a bigger matrix orders worse than its
+    blocks alone would, while batching cuts SuperLU's per-call cost on mid-sized maps.
+    Batches are factored and solved on ``numba.get_num_threads()`` threads (SuperLU
+    releases the GIL); each batch's arithmetic is the same whatever the thread count.
+    """
+
+    def __init__(self, graph, probabilities):
+        super().__init__(graph, probabilities)
         n_robots, n = len(probabilities), graph.n_vertices
-        self.mu = np.ones((n_robots, n))
         self.batches = []
         if n == 1:
             return
@@ -305,24 +350,19 @@ class _Team:
         ]
 
         def factor(robots):
-            return _factor(graph, pattern, probabilities[robots])
+            return _superlu(graph, pattern, probabilities[robots], self.mu[robots])
 
-        for robots, (lu, mu) in zip(batches, _in_threads(factor, batches), strict=True):
-            self.mu[robots] = mu
-            self.batches.append((robots, lu))
+        self.batches = list(zip(batches, _in_threads(factor, batches), strict=True))
 
-    def logit_gradient(self, g):
-        """dJ/dtheta, shape (N, n_edges), from g = dJ/dmu, shape (N, n)."""
-        h = np.zeros_like(self.mu)
-        centred = g - np.sum(self.mu * g, axis=1, keepdims=True)
+    def _adjoint(self, g, h):
+        rhs = np.empty((len(g), self.graph.n_vertices - 1))
+        _centred(g, self.mu, rhs.T)
 
         def solve(batch):
             robots, lu = batch
-            rhs = centred[robots, 1:]
-            h[robots, 1:] = lu.solve(rhs.ravel()).reshape(rhs.shape)
+            h[robots, 1:] = lu.solve(rhs[robots].ravel()).reshape(rhs[robots].shape)
 
         _in_threads(solve, self.batches)
-        return _softmax_chain_rule(self.graph, self.probabilities, self.mu, h)
 
 
 def _in_threads(function, items):
@@ -334,16 +374,22 @@ def _in_threads(function, items):
         return list(pool.map(function, items))
 
 
-#: Rows of one block-diagonal LU (a batch of robots); a larger graph gets one per robot.
+#: Rows of one block-diagonal SuperLU factorisation (a batch of robots); a larger graph
+#: gets one per robot.
 _BATCH_ROWS = 4096
 
+#: Largest graphs (vertices - 1, multiply-adds per robot) factored by an elimination plan;
+#: larger ones go to SuperLU, whose supernodes use the cache better.
+_PLAN_ROWS = 1 << 15
+_PLAN_UPDATES = 1 << 24
 
-def _factor(graph, pattern, probabilities):
-    """The LU of the block-diagonal matrix of these robots' A_i, and their mu."""
-    n_robots, size, entries = len(probabilities), graph.n_vertices - 1, len(pattern.indices)
+
+def _superlu(graph, pattern, probabilities, mu):
+    """SuperLU of the block-diagonal matrix of these robots' A_i; sets their ``mu``."""
+    n_robots, entries = len(probabilities), len(pattern.indices)
+    size = graph.n_vertices - 1
     data = np.zeros((n_robots, entries))
-    data[:, pattern.diagonal_slots] = 1.0
-    data[:, pattern.edge_slots] -= probabilities[:, pattern.kept_edges]
+    _assemble(data.T, pattern.slots, pattern.kept_edges, probabilities)
     robots = np.arange(n_robots)[:, np.newaxis]
     indices = (pattern.indices + size * robots).ravel()
     indptr = np.append((pattern.indptr[:-1] + entries * robots).ravel(), n_robots * entries)
@@ -353,14 +399,86 @@ def _factor(graph, pattern, probabilities):
     lu = scipy.sparse.linalg.splu(
         blocks, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
     )
-    # A^T x = P(0, .) without vertex 0, with x_0 = 1: mu is x normalised.
-    from_first = np.zeros((n_robots, size))
-    out_of_first = np.arange(graph.indptr[0], graph.indptr[1])
-    moves = out_of_first[graph.indices[out_of_first] > 0]
-    from_first[:, graph.indices[moves] - 1] = probabilities[:, moves]
-    shares = np.ones((n_robots, size + 1))
-    shares[:, 1:] = lu.solve(from_first.ravel(), trans="T").reshape(n_robots, size)
-    return lu, np.clip(shares / shares.sum(axis=1, keepdims=True), 0.0, 1.0)
+    rhs = np.empty((n_robots, size))
+    _from_first(graph.indptr, graph.indices, probabilities, rhs.T)
+    x = lu.solve(rhs.ravel(), trans="T").reshape(n_robots, size)
+    _normalise(x.T, mu)
+    return lu
+
+
+@_jit
+def _planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities, mu):
+    """Factor every robot's A_i by the plan and set ``mu``; return the factors."""
+    n, robots = plan.ptr.size - 1, probabilities.shape[0]
+    values = np.zeros((n + 2 * plan.neighbours.size, robots))
+    _assemble(values, slots, kept_edges, probabilities)
+    _elimination.factor(plan, values)
+    x = np.empty((n, robots))
+    _from_first(indptr, indices, probabilities, x)
+    _elimination.solve(plan, values, x, True)
+    _normalise(x, mu)
+    return values
+
+
+@_jit
+def _planned_adjoint(plan, values, g, mu, h):
+    """h[:, 1:] from the plan's factors (h[:, 0] = 0 stays)."""
+    x = np.empty((h.shape[1] - 1, h.shape[0]))
+    _centred(g, mu, x)
+    _elimination.solve(plan, values, x, False)
+    h[:, 1:] = x.T
+
+
+# The steps both solvers share, on arrays with a column per robot (``values``, ``x``: the
+# plan's own layout, a transposed view for SuperLU's robot-after-robot one).
+
+
+@_jit
+def _assemble(values, slots, kept_edges, probabilities):
+    """Scatter each robot's A = (I - P) without vertex 0 into values[:, robot]: 1 at
+    slots[-n + 1:] (the diagonal), -P(e) at slots[k] for edge e = kept_edges[k].
+    """
+    diagonal = slots[kept_edges.size :]
+    for robot in range(values.shape[1]):
+        for k in range(diagonal.size):
+            values[diagonal[k], robot] = 1.0
+        for k in range(kept_edges.size):
+            values[slots[k], robot] -= probabilities[robot, kept_edges[k]]
+
+
+@_jit
+def _from_first(indptr, indices, probabilities, x):
+    """x[:, robot] = P(0, .) without vertex 0: the right-hand side of A^T x = P(0, .)."""
+    x[:] = 0.0
+    for e in range(indptr[0], indptr[1]):
+        if indices[e] > 0:
+            for robot in range(x.shape[1]):
+                x[indices[e] - 1, robot] = probabilities[robot, e]
+
+
+@_jit
+def _centred(g, mu, x):
+    """x[:, robot] = g - (mu . g) 1 without vertex 0: the Poisson equation's right side."""
+    for robot in range(g.shape[0]):
+        mean = 0.0
+        for v in range(g.shape[1]):
+            mean += mu[robot, v] * g[robot, v]
+        for v in range(x.shape[0]):
+            x[v, robot] = g[robot, v + 1] - mean
+
+
+@_jit
+def _normalise(x, mu):
+    """mu[robot] = (1, x[:, robot]) / its sum, clipped to [0, 1] against round-off: with
+    x_0 = 1 the solution of A^T x = P(0, .) is the chain's stationary measure.
+    """
+    for robot in range(x.shape[1]):
+        total = 1.0
+        for v in range(x.shape[0]):
+            total += x[v, robot]
+        mu[robot, 0] = min(1.0 / total, 1.0)
+        for v in range(x.shape[0]):
+            mu[robot, v + 1] = min(max(x[v, robot] / total, 0.0), 1.0)
 
 
 def _pattern(graph):
@@ -375,8 +493,10 @@ _PATTERNS = weakref.WeakKeyDictionary()
 
 
 class _Pattern:
-    """Where each edge's -P(e) and each 1 of I go in the CSC data of A = (I - P) without
-    vertex 0: the same for every policy on a graph.
+    """Where each edge's -P(e) and each 1 of I go (``slots``) in the CSC data of
+    A = (I - P) without vertex 0, and, for a graph small enough, its elimination plan
+    (``plan``, else None) and where they go in the plan's values (``planned_slots``): the
+    same for every policy on a graph.
     """
 
     def __init__(self, graph):
@@ -390,9 +510,13 @@ class _Pattern:
         keys = np.unique(columns * n + rows)
         self.indices = keys % n
         self.indptr = np.searchsorted(keys // n, np.arange(n + 1))
-        slots = np.searchsorted(keys, columns * n + rows)
-        self.edge_slots = slots[: len(self.kept_edges)]
-        self.diagonal_slots = slots[len(self.kept_edges) :]
+        # Kept edges first, then the diagonal (what _assemble expects).
+        self.slots = np.searchsorted(keys, columns * n + rows)
+        self.plan = None
+        if 0 < n <= _PLAN_ROWS:
+            self.plan = _elimination.Plan.from_pattern(rows, columns, n, _PLAN_UPDATES)
+        if self.plan is not None:
+            self.planned_slots = self.plan.slots(rows, columns)
 
 
 def _softmax_chain_rule(graph, probabilities, mu, h):
@@ -401,9 +525,47 @@ def _softmax_chain_rule(graph, probabilities, mu, h):
 
     Shared with the dense baseline of ``bench/patrol.py``, which finds h another way.
     """
-    edge_terms = mu[..., graph.sources] * h[..., graph.indices]
-    per_vertex = np.add.reduceat(probabilities * edge_terms, graph.indptr[:-1], axis=-1)
-    return probabilities * (edge_terms - per_vertex[..., graph.sources])
+    grad = np.empty_like(probabilities)
+    _chain_rule(graph.indptr, graph.indices, _rows(probabilities), _rows(mu), _rows(h), _rows(grad))
+    return grad
+
+
+def _rows(array):
+    """A 1-D or 2-D array as a 2-D view (one row per robot)."""
+    return array.reshape(-1, array.shape[-1])
+
+
+@_jit
+def _softmax(indptr, logits, out):
+    for robot in range(logits.shape[0]):
+        for s in range(indptr.size - 1):
+            edges = range(indptr[s], indptr[s + 1])
+            # Less the vertex's largest logit: exp never overflows.
+            largest = -np.inf
+            for e in edges:
+                largest = max(largest, logits[robot, e])
+            total = 0.0
+            for e in edges:
+                out[robot, e] = math.exp(logits[robot, e] - largest)
+                total += out[robot, e]
+            for e in edges:
+                out[robot, e] /= total
+
+
+@_jit
+def _chain_rule(indptr, indices, probabilities, mu, h, out):
+    """For edge e out of s, with G_e = mu(s) h(target of e):
+    dJ/dtheta[e] = P(e) (G_e - sum_{e' out of s} P(e') G_e').
+    """
+    for robot in range(probabilities.shape[0]):
+        for s in range(indptr.size - 1):
+            edges = range(indptr[s], indptr[s + 1])
+            mean = 0.0
+            for e in edges:
+                mean += probabilities[robot, e] * mu[robot, s] * h[robot, indices[e]]
+            for e in edges:
+                term = mu[robot, s] * h[robot, indices[e]]
+                out[robot, e] = probabilities[robot, e] * (term - mean)
 
 
 def _check_logits(graph, logits):
@@ -413,8 +575,8 @@ def _check_logits(graph, logits):
             f"logits must have shape (n_edges,) or (N, n_edges) with n_edges = "
             f"{graph.n_edges}, got {logits.shape}"
         )
-    bad = np.argwhere(~np.isfinite(logits))
-    if bad.size:
-        position = ", ".join(str(int(k)) for k in bad[0])
-        raise ValueError(f"logits[{position}] = {logits[tuple(bad[0])]} is not finite")
+    if not np.isfinite(logits).all():
+        bad = tuple(np.argwhere(~np.isfinite(logits))[0])
+        position = ", ".join(str(int(k)) for k in bad)
+        raise ValueError(f"logits[{position}] = {logits[bad]} is not finite")
     return logits

@@ -126,10 +126,24 @@ def _graphs():
 
 GRAPHS = _graphs()
 
+SOLVERS = ("plan", "superlu")
 
+
+def _solved_by(solver, g, monkeypatch):
+    """A copy of ``g`` that the patrol solver factors with ``solver``: the elimination plan
+    (what every graph small enough gets) or SuperLU (what larger ones get).
+    """
+    if solver == "superlu":
+        monkeypatch.setattr(patrol, "_PLAN_ROWS", 0)
+    fresh = dataclasses.replace(g)  # a new graph: its solver is chosen afresh
+    assert (patrol._pattern(fresh).plan is None) == (solver == "superlu")
+    return fresh
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("name", GRAPHS)
-def test_stationary_matches_a_dense_eigenvector(name):
-    g = GRAPHS[name]
+def test_stationary_matches_a_dense_eigenvector(name, solver, monkeypatch):
+    g = _solved_by(solver, GRAPHS[name], monkeypatch)
     theta = np.random.default_rng(1).standard_normal((3, g.n_edges))
     mu = patrol.stationary(g, theta)
     for i in range(3):
@@ -138,19 +152,21 @@ def test_stationary_matches_a_dense_eigenvector(name):
         np.testing.assert_allclose(mu[i] @ dense, mu[i], atol=1e-15)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("name", ["house", "directed-stay"])
-def test_gradient_matches_central_differences(name):
-    g = GRAPHS[name]
+def test_gradient_matches_central_differences(name, solver, monkeypatch):
+    g = _solved_by(solver, GRAPHS[name], monkeypatch)
     theta = np.random.default_rng(2).standard_normal((3, g.n_edges))
     state = patrol.value_and_grad(g, theta)
     numeric = central_differences(lambda at: patrol.value_and_grad(g, at).value, theta, 1e-6)
     np.testing.assert_allclose(state.grad, numeric, atol=1e-8 * np.abs(numeric).max())
 
 
-def test_gradient_matches_the_dense_adjoint_formula():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_gradient_matches_the_dense_adjoint_formula(solver, monkeypatch):
     # Independent route: dmu/dP through the dense group inverse (I - P + 1 mu^T)^-1, and
     # dJ/dmu from the NumPy reference backend.
-    g = graph.load("office")
+    g = _solved_by(solver, graph.load("office"), monkeypatch)
     theta = np.random.default_rng(3).standard_normal((2, g.n_edges))
     state = patrol.value_and_grad(g, theta)
     _, dj_dmu = fastcov.value_and_grad(state.mu, backend="numpy")
@@ -227,9 +243,27 @@ def test_upper_bound_hand_worked():
     assert patrol.upper_bound(5, 4) == pytest.approx(5 / np.e, rel=1e-15)  # N / n > 1/e
 
 
+def test_plan_and_superlu_agree_on_a_grid(monkeypatch):
+    g = graph.grid(30, 20, stay=True)
+    theta = np.random.default_rng(5).standard_normal((5, g.n_edges))
+    planned = patrol.value_and_grad(_solved_by("plan", g, monkeypatch), theta)
+    superlu = patrol.value_and_grad(_solved_by("superlu", g, monkeypatch), theta)
+    assert planned.value == pytest.approx(superlu.value, rel=1e-13)
+    np.testing.assert_allclose(planned.mu, superlu.mu, rtol=1e-11)
+    np.testing.assert_allclose(planned.grad, superlu.grad, rtol=1e-8, atol=1e-13)
+
+
+def test_a_plan_too_large_goes_to_superlu(monkeypatch):
+    g = graph.load("museum")
+    assert patrol._pattern(g).plan.n_updates == 301  # MUSEUM: a tiny elimination
+    monkeypatch.setattr(patrol, "_PLAN_UPDATES", 300)
+    assert patrol._pattern(dataclasses.replace(g)).plan is None
+
+
 @pytest.mark.parametrize("batch_rows", [1, 130])  # one robot per LU; two per LU, then one
 def test_batches_of_robots_give_the_same_step(monkeypatch, batch_rows):
-    g = graph.load("office")  # 59 rows per robot once vertex 0 is removed
+    # 59 rows per robot once vertex 0 is removed
+    g = _solved_by("superlu", graph.load("office"), monkeypatch)
     theta = np.random.default_rng(6).standard_normal((3, g.n_edges))
     together = patrol.value_and_grad(g, theta)
     monkeypatch.setattr(patrol, "_BATCH_ROWS", batch_rows)
@@ -239,7 +273,7 @@ def test_batches_of_robots_give_the_same_step(monkeypatch, batch_rows):
 
 
 def test_batches_on_threads_give_the_same_step_bit_for_bit(monkeypatch):
-    g = graph.load("office")
+    g = _solved_by("superlu", graph.load("office"), monkeypatch)
     theta = np.random.default_rng(7).standard_normal((3, g.n_edges))
     monkeypatch.setattr(patrol, "_BATCH_ROWS", 1)  # one LU per robot: three batches
     threads = numba.get_num_threads()

@@ -1,0 +1,229 @@
+"""Sparse LU of many matrices with one sparsity pattern, by a precomputed elimination plan.
+
+The patrol solver factors a new matrix per robot at every gradient step, all with the
+graph's pattern. On small graphs SuperLU's per-call overhead, not its arithmetic, is then
+the cost (MUSEUM: about 300 multiply-adds per robot). Here the pattern is analysed once,
+into a :class:`Plan`:
+
+- a fill-reducing symmetric order: SuperLU's minimum degree on A + A^T;
+- the filled pattern of L + U in that order, made structurally symmetric: column k of L
+  and row k of U have the same indices ``neighbours[ptr[k]:ptr[k + 1]]`` (ascending, all
+  greater than k);
+- the value slot that each update of the elimination writes to.
+
+A factorisation is then a fixed loop of divisions and multiply-adds over value slots. The
+matrices lie side by side in the innermost axis (values have shape (slots, M)), so one pass
+factors all M of them and the loop vectorises across them.
+
+There is no pivoting, so a plan suits matrices whose elimination in any symmetric order
+is stable: non-singular M-matrices (pivots stay positive), which is what the patrol solver
+factors, as SuperLU does for it with diagonal pivots on large graphs.
+
+Value slots of a plan with n rows and F filled entries in each triangle: the diagonal
+entry (k, k) at k; L(i, k), for the t-th entry i = neighbours[t] (in column k's range), at
+n + t; U(k, j), for j = neighbours[t], at n + F + t. Row and column indices in the slots
+are positions in the order; :meth:`Plan.slots` and the solves take the original ones.
+"""
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
+
+__all__ = ["Plan", "factor", "solve"]
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+class Plan(NamedTuple):
+    """The elimination plan of one n x n sparsity pattern with a non-zero diagonal (a
+    named tuple of arrays, so compiled code takes it whole).
+
+    Attributes
+    ----------
+    order : ndarray of int64, shape (n,)
+        order[v] is the position of row and column v in the factored matrix.
+    ptr, neighbours : ndarray of int64, shapes (n + 1,) and (F,)
+        The filled pattern (see the module docstring).
+    targets : ndarray of int32, shape (n_updates,)
+        The slot of each update L(i, k) U(k, j) -> (i, j), in the order of the loops.
+    """
+
+    order: np.ndarray
+    ptr: np.ndarray
+    neighbours: np.ndarray
+    targets: np.ndarray
+
+    @classmethod
+    def from_pattern(cls, rows, columns, n, max_updates=None):
+        """Analyse the pattern with entries at (rows[e], columns[e]), diagonal included.
+
+        Parameters
+        ----------
+        rows, columns : array_like of int, shape (nnz,)
+            Positions of the entries of an n x n matrix (duplicates allowed).
+        n : int
+        max_updates : int, optional
+            Give up (return None) when a factorisation would take more multiply-adds per
+            matrix: the plan stores one slot index for each.
+
+        Returns
+        -------
+        Plan or None
+        """
+        rows, columns = np.asarray(rows, np.int64), np.asarray(columns, np.int64)
+        order = _minimum_degree_order(rows, columns, n)
+        ptr, neighbours = _symbolic(order[rows], order[columns], n)
+        if max_updates is not None and np.sum(np.diff(ptr) ** 2) > max_updates:
+            return None
+        return cls(order, ptr, neighbours, _update_targets(ptr, neighbours))
+
+    @property
+    def n(self):
+        return len(self.ptr) - 1
+
+    @property
+    def n_slots(self):
+        """Value slots per matrix: n + 2 F."""
+        return self.n + 2 * len(self.neighbours)
+
+    @property
+    def n_updates(self):
+        """Multiply-adds per matrix in a factorisation."""
+        return len(self.targets)
+
+    def slots(self, rows, columns):
+        """Value slots of the entries (rows[e], columns[e]) of the original matrix.
+
+        Every position of the pattern the plan was made from has a slot; other positions
+        may not (a wrong slot: do not ask for them).
+        """
+        i, j = self.order[np.asarray(rows)], self.order[np.asarray(columns)]
+        return _slots(self.ptr, self.neighbours, i.ravel(), j.ravel()).reshape(i.shape)
+
+
+@_jit
+def factor(plan, values):
+    """Overwrite ``values`` (n_slots, M), float64, with the LU factors of its M matrices
+    (their entries at :meth:`Plan.slots`, zeros elsewhere).
+    """
+    ptr, neighbours, targets = plan.ptr, plan.neighbours, plan.targets
+    n, fill, matrices = ptr.size - 1, neighbours.size, values.shape[1]
+    update = 0
+    for k in range(n):
+        for t in range(ptr[k], ptr[k + 1]):
+            for m in range(matrices):
+                values[n + t, m] /= values[k, m]
+        for a in range(ptr[k], ptr[k + 1]):
+            for b in range(ptr[k], ptr[k + 1]):
+                target = targets[update]
+                update += 1
+                for m in range(matrices):
+                    values[target, m] -= values[n + a, m] * values[n + fill + b, m]
+
+
+@_jit
+def solve(plan, values, rhs, transposed):
+    """Solve A_m x_m = rhs[:, m] (A_m^T x_m with ``transposed``) for every matrix m, in
+    place. ``values`` is :func:`factor`'s result; ``rhs`` is (n, M) float64 with rows in
+    the original order.
+    """
+    order, ptr, neighbours = plan.order, plan.ptr, plan.neighbours
+    n, fill, matrices = ptr.size - 1, neighbours.size, values.shape[1]
+    x = np.empty((n, matrices))
+    for v in range(n):
+        x[order[v]] = rhs[v]
+    # A = L U: L y = b forwards, then U x = y backwards. A^T = U^T L^T: U^T y = b
+    # forwards, then L^T x = y backwards. The first factor's slots start at ``first``.
+    first, second = (n + fill, n) if transposed else (n, n + fill)
+    for k in range(n):
+        if transposed:
+            for m in range(matrices):
+                x[k, m] /= values[k, m]
+        for t in range(ptr[k], ptr[k + 1]):
+            i = neighbours[t]
+            for m in range(matrices):
+                x[i, m] -= values[first + t, m] * x[k, m]
+    for k in range(n - 1, -1, -1):
+        for t in range(ptr[k], ptr[k + 1]):
+            j = neighbours[t]
+            for m in range(matrices):
+                x[k, m] -= values[second + t, m] * x[j, m]
+        if not transposed:
+            for m in range(matrices):
+                x[k, m] /= values[k, m]
+    for v in range(n):
+        rhs[v] = x[order[v]]
+
+
+def _minimum_degree_order(rows, columns, n):
+    """SuperLU's multiple minimum degree order on A + A^T, as a symmetric permutation."""
+    if n == 0:
+        return np.zeros(0, np.int64)
+    # A column-diagonally dominant M-matrix with the pattern: SuperLU keeps its diagonal
+    # pivots, so perm_c is the order of a symmetric elimination.
+    off = rows != columns
+    degree = np.bincount(columns[off], minlength=n)
+    diagonal = np.arange(n)
+    entries = np.concatenate([-np.ones(off.sum()), degree + 1.0])
+    positions = (np.append(rows[off], diagonal), np.append(columns[off], diagonal))
+    matrix = scipy.sparse.csc_array((entries, positions), shape=(n, n))
+    lu = scipy.sparse.linalg.splu(
+        matrix, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
+    )
+    return lu.perm_c.astype(np.int64)
+
+
+def _symbolic(rows, columns, n):
+    """(ptr, neighbours) of the filled pattern of a matrix with entries at (rows, columns),
+    already in elimination order: eliminating k joins its later neighbours pairwise, so its
+    neighbour set, less its first member p, is merged into p's (p is k's parent in the
+    elimination tree, and is eliminated after k).
+    """
+    later = [set() for _ in range(n)]
+    for first, second in zip(rows.tolist(), columns.tolist(), strict=True):
+        if first != second:
+            later[min(first, second)].add(max(first, second))
+    for k in range(n):
+        if later[k]:
+            parent = min(later[k])
+            later[parent] |= later[k] - {parent}
+    sizes = np.array([len(s) for s in later], dtype=np.int64)
+    ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    neighbours = np.array([j for s in later for j in sorted(s)], dtype=np.int64)
+    return ptr, neighbours
+
+
+@_jit
+def _slot(ptr, neighbours, i, j):
+    """The value slot of position (i, j) of the filled pattern (positions in the order)."""
+    if i == j:
+        return i
+    owner, other = min(i, j), max(i, j)
+    t = ptr[owner] + np.searchsorted(neighbours[ptr[owner] : ptr[owner + 1]], other)
+    n, fill = ptr.size - 1, neighbours.size
+    return n + t if i > j else n + fill + t
+
+
+@_jit
+def _slots(ptr, neighbours, i, j):
+    out = np.empty(i.size, np.int64)
+    for e in range(i.size):
+        out[e] = _slot(ptr, neighbours, i[e], j[e])
+    return out
+
+
+@_jit
+def _update_targets(ptr, neighbours):
+    """The slot of each update L(a, k) U(k, b) -> (a, b), a and b over k's neighbours."""
+    sizes = ptr[1:] - ptr[:-1]
+    targets = np.empty(np.sum(sizes * sizes), np.int32)
+    update = 0
+    for k in range(ptr.size - 1):
+        for a in range(ptr[k], ptr[k + 1]):
+            for b in range(ptr[k], ptr[k + 1]):
+                targets[update] = _slot(ptr, neighbours, neighbours[a], neighbours[b])
+                update += 1
+    return targets

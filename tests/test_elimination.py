@@ -1,0 +1,121 @@
+"""The elimination-plan LU against dense solves, on random M-matrices of random patterns."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastcov import _elimination
+
+
+def _m_matrices(rng, rows, columns, n, count):
+    """``count`` non-singular M-matrices with entries at (rows, columns): negative off the
+    diagonal, each column's diagonal larger than the column's other entries together.
+    """
+    matrices = np.zeros((count, n, n))
+    for matrix in matrices:
+        off = rows != columns
+        np.add.at(matrix, (rows[off], columns[off]), -rng.random(off.sum()))
+        matrix[np.arange(n), np.arange(n)] = -matrix.sum(axis=0) + rng.random(n) + 0.01
+    return matrices
+
+
+def _factored(plan, rows, columns, matrices):
+    values = np.zeros((plan.n_slots, len(matrices)))
+    slots = plan.slots(rows, columns)
+    for m, matrix in enumerate(matrices):
+        values[slots, m] = matrix[rows, columns]
+    _elimination.factor(plan, values)
+    return values
+
+
+def _check_solves(rows, columns, n, seed, count=3):
+    rng = np.random.default_rng(seed)
+    rows, columns = np.append(rows, np.arange(n)), np.append(columns, np.arange(n))
+    plan = _elimination.Plan.from_pattern(rows, columns, n)
+    matrices = _m_matrices(rng, rows, columns, n, count)
+    values = _factored(plan, rows, columns, matrices)
+    rhs = rng.standard_normal((n, count))
+    for transposed in (False, True):
+        x = rhs.copy()
+        _elimination.solve(plan, values, x, transposed)
+        for m, matrix in enumerate(matrices):
+            expected = np.linalg.solve(matrix.T if transposed else matrix, rhs[:, m])
+            np.testing.assert_allclose(x[:, m], expected, rtol=1e-10, atol=1e-12)
+    return plan
+
+
+def test_grid_pattern_matches_dense_solves_both_ways():
+    side = 9
+    v = np.arange(side * side).reshape(side, side)
+    pairs = np.concatenate(
+        [
+            np.stack([v[:, :-1].ravel(), v[:, 1:].ravel()]),
+            np.stack([v[:-1].ravel(), v[1:].ravel()]),
+        ],
+        axis=1,
+    )
+    rows = np.concatenate([pairs[0], pairs[1]])
+    columns = np.concatenate([pairs[1], pairs[0]])
+    plan = _check_solves(rows, columns, side * side, seed=0)
+    # Minimum degree keeps a 9 x 9 grid far from the dense count (n^3 / 3 ~ 177,000).
+    assert plan.n_updates < 20_000
+
+
+def test_a_directed_cycle_fills_only_its_closing_column():
+    # 0 -> 1 -> ... -> n-1 -> 0: unsymmetric; eliminating along the cycle fills the last
+    # row and column, which the plan must hold even though A has no entry there.
+    n = 12
+    plan = _check_solves(np.arange(n), (np.arange(n) + 1) % n, n, seed=1)
+    assert plan.n_slots <= 5 * n
+
+
+def test_one_by_one_and_diagonal_patterns():
+    _check_solves(np.zeros(0, int), np.zeros(0, int), 1, seed=2)
+    plan = _check_solves(np.zeros(0, int), np.zeros(0, int), 7, seed=3)
+    assert plan.n_updates == 0 and plan.n_slots == 7
+
+
+def test_update_count_and_the_limit():
+    rows, columns = np.triu_indices(6)  # full upper triangle, plus the mirror below
+    rows, columns = np.append(rows, columns), np.append(columns, rows)
+    plan = _elimination.Plan.from_pattern(rows, columns, 6)
+    # Dense: column k has 5 - k later neighbours, each pair an update.
+    assert plan.n_updates == sum(k * k for k in range(6)) == 55
+    assert plan.n_slots == 36
+    assert _elimination.Plan.from_pattern(rows, columns, 6, max_updates=54) is None
+    assert _elimination.Plan.from_pattern(rows, columns, 6, max_updates=55) is not None
+
+
+def test_matrices_are_independent_columns():
+    # Factoring three matrices together equals factoring each alone, bit for bit.
+    rng = np.random.default_rng(4)
+    n = 30
+    rows, columns = rng.integers(0, n, 90), rng.integers(0, n, 90)
+    rows, columns = np.append(rows, np.arange(n)), np.append(columns, np.arange(n))
+    plan = _elimination.Plan.from_pattern(rows, columns, n)
+    matrices = _m_matrices(rng, rows, columns, n, 3)
+    together = _factored(plan, rows, columns, matrices)
+    for m in range(3):
+        alone = _factored(plan, rows, columns, matrices[m : m + 1])
+        np.testing.assert_array_equal(alone[:, 0], together[:, m])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 25),
+    density=st.floats(0.0, 0.5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_patterns_match_dense_solves(n, density, seed):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n, n)) < density
+    rows, columns = np.nonzero(mask)
+    _check_solves(rows, columns, n, seed)
+
+
+@pytest.mark.parametrize("count", [1, 8, 13])
+def test_any_number_of_matrices(count):
+    n = 20
+    rows = np.arange(n - 1)
+    _check_solves(np.append(rows, rows + 1), np.append(rows + 1, rows), n, seed=5, count=count)
