@@ -8,10 +8,11 @@ schedules, the best and the mean over seeds), next to the values EM-Patroller re
 its Fig. 3 and next to :func:`fastcov.patrol.upper_bound`.
 
 Scaling: the time of one gradient step (stationary distributions, J, dJ/dtheta for every
-robot) on W x W grids, fastcov's sparse LU against a dense step that inverts the n x n
-matrix P - I + 1 1^T per robot as EM-Patroller's code does (with the same adjoint, so the
-dense side does no more than its inverse needs), on MUSEUM as well; growth rates are the
-log-log slopes between successive sizes.
+robot) on W x W grids, fastcov's sparse LU (an elimination plan up to mid-sized graphs,
+SuperLU beyond: the solver column) against a dense step that inverts the n x n matrix
+P - I + 1 1^T per robot as EM-Patroller's code does (with the same adjoint, so the dense
+side does no more than its inverse needs), on MUSEUM as well; growth rates are the log-log
+slopes between successive sizes.
 """
 
 import argparse
@@ -118,7 +119,11 @@ def experiments(iterations, seeds):
 def scaling(widths, n_robots, dense_limit, repeat, torch_limit=1100):
     """Print and return the step times on W x W grids and MUSEUM."""
     print(f"# one gradient step, N = {n_robots}, median of {repeat} (one from 1e5 vertices), s")
-    print("{:14} {:>9} {:>10} {:>10} {:>9}".format("graph", "vertices", "sparse", "dense", "x"))
+    print(
+        "{:14} {:>9} {:>8} {:>10} {:>10} {:>9}".format(
+            "graph", "vertices", "solver", "sparse", "dense", "x"
+        )
+    )
     cases = [graph.load("museum")] + [graph.grid(w, w) for w in widths]
     rows = []
     for g in cases:
@@ -135,7 +140,8 @@ def scaling(widths, n_robots, dense_limit, repeat, torch_limit=1100):
         rows.append(row)
         ratio = f"{dense / sparse:9.1f}" if dense else f"{'-':>9}"
         dense_text = f"{dense:10.4g}" if dense else f"{'-':>10}"
-        print(f"{g.name:14} {g.n_vertices:9d} {sparse:10.4g} {dense_text} {ratio}")
+        solver = "superlu" if patrol._pattern(g).plan is None else "plan"
+        print(f"{g.name:14} {g.n_vertices:9d} {solver:>8} {sparse:10.4g} {dense_text} {ratio}")
     grids = [row for row in rows if row["graph"].startswith("grid")]
     for key in ("sparse s", "dense s"):
         pairs = [(a, b) for a, b in zip(grids, grids[1:], strict=False) if a[key] and b[key]]
@@ -180,13 +186,21 @@ def _agree(sparse, dense, name):
 
 
 def _median(run, repeat, warm_up=True):
+    """Median seconds per call of ``repeat`` samples; a sample of a fast call repeats it
+    for about 20 ms (one call's time is below the clock's and the loop's noise).
+    """
+    calls = 1
     if warm_up:
+        start = time.perf_counter()
         run()  # compilation, caches
+        run()
+        calls = max(1, int(0.02 / max(time.perf_counter() - start, 1e-9)))
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
+        for _ in range(calls):
+            run()
+        times.append((time.perf_counter() - start) / calls)
     return float(np.median(times))
 
 

@@ -6,9 +6,9 @@ runs over chunks. Both partitions depend on (N, S) only, never on the thread cou
 is accumulated per block and summed in block order (exactly, with ``math.fsum``), so J and
 g are bit-identical whatever ``numba.set_num_threads`` says.
 
-Agents go in groups of ``_GROUP`` = 8 (one group of 2, 3 or 4 when N <= 4); the
-last group is padded with rows of zeros, which change nothing exactly (a factor 1 - 0 = 1
-and a term 0 q). For each state of a group:
+Agents go in groups of ``_GROUP`` = 8 (one group of exactly N agents when
+2 <= N <= 8, of 2 when N <= 1); the last group is padded with rows of zeros, which change
+nothing exactly (a factor 1 - 0 = 1 and a term 0 q). For each state of a group:
 
 1. forward over its agents i: check mu_i(s) in [0, 1], store the exclusive prefix product
    prod_{j<i} (1 - mu_j(s)) in g_i(s)'s place, and update
@@ -58,13 +58,12 @@ _sum_jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"re
 _WRITE_NOTHING, _WRITE_COVERAGE, _WRITE_WEIGHTS, _WRITE_GRADIENT = 0, 1, 2, 3
 
 #: Agents per group: their products stay in registers (16 vector registers with AVX2).
-#: With N <= _PAIR, N = _TRIO or N <= _SMALL_GROUP agents the one group is that small
-#: (less padding to compute: N = 2 ran 1.8x faster in a group of 2 than in a padded group
-#: of 4). Each size is one more compiled loop (about 1 s of cold compilation).
-_PAIR = 2
-_TRIO = 3
+#: With N <= 8 agents the one group has N of them (at least _SMALLEST_GROUP): a padded
+#: group costs the padding rows and copies of mu and g through scratch (S = 1e7: N = 2 ran
+#: 1.8x faster in a group of 2 than in a padded group of 4, N = 5..7 up to 1.9x faster
+#: unpadded than in a padded group of 8). Each size is one more compiled loop.
 _GROUP = 8
-_SMALL_GROUP = 4
+_SMALLEST_GROUP = 2
 
 
 def coverage(mu, out, check):
@@ -156,7 +155,8 @@ def _scratch(mu, block):
     width = min(block, mu.shape[1])
     work = np.empty((4, width))
     g_block = np.empty((_padded_agents(mu), width))
-    # Groups of 2, 3 and 4 pad only where groups of 8 do too.
+    # Needed wherever N is not a multiple of 8: ``_forward`` (coverage and the weights)
+    # always goes in groups of 8.
     padded_rows = _GROUP if _padded_agents(mu) > mu.shape[0] else 0
     return work, g_block, np.zeros((padded_rows, width), mu.dtype)
 
@@ -216,19 +216,28 @@ def _policy_gradient_kernel(mu, dmu, eps, check, block, max_chunks):
 # at columns g_s0:g_s0 + n (the caller's g at s0, or the chunk's scratch block at 0); a
 # last group with fewer agents than its size is copied into ``padded`` (rows of zeros
 # past the last agent) and writes its g into ``g_block``, from which ``_unpad`` copies
-# it. Groups have 8 agents, or 4 when N = 4, 3 when N = 3, 2 when N <= 2 (less padding).
+# it. Groups have 8 agents, or N when 2 <= N < 8, or 2 when N <= 1.
 
 
 @_jit
 def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
     """Write g_i(s) for the block; return (the block's J, count of values outside [0, 1])."""
-    if mu.shape[0] <= _PAIR:
-        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _PAIR)
-    elif mu.shape[0] == _TRIO:
-        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _TRIO)
-    elif mu.shape[0] <= _SMALL_GROUP:
-        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _SMALL_GROUP)
-    elif mu.shape[0] <= _GROUP:
+    # The branches are the sizes of ``_single_group_size``, each a literal: a group's size
+    # must be a compile-time constant for its loops over agents to unroll.
+    n_agents = mu.shape[0]
+    if n_agents <= _SMALLEST_GROUP:
+        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _SMALLEST_GROUP)
+    elif n_agents == 3:
+        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, 3)
+    elif n_agents == 4:
+        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, 4)
+    elif n_agents == 5:
+        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, 5)
+    elif n_agents == 6:
+        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, 6)
+    elif n_agents == 7:
+        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, 7)
+    elif n_agents == _GROUP:
         block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _GROUP)
     else:
         block = _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded)
@@ -333,14 +342,8 @@ def _unpad(mu, n, g, g_s0, g_block):
 
 @_jit
 def _single_group_size(n_agents):
-    """The group size ``_gradient`` uses for N <= 8 agents (8 for more). ``_gradient``
-    branches on the same sizes, each a compile-time constant of its own loop.
-    """
-    if n_agents <= _PAIR:
-        return _PAIR
-    if n_agents == _TRIO:
-        return _TRIO
-    return _SMALL_GROUP if n_agents <= _SMALL_GROUP else _GROUP
+    """The group size ``_gradient`` uses: N for 2 <= N <= 8, 2 for fewer, 8 for more."""
+    return min(max(n_agents, _SMALLEST_GROUP), _GROUP)
 
 
 @_jit

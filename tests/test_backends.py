@@ -69,11 +69,11 @@ def test_property_float32(mu):
     _agree(mu)
 
 
-@pytest.mark.parametrize("n_agents", [1, 2, 4, 7, 8, 9, 15, 16, 17, 33])
+@pytest.mark.parametrize("n_agents", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 33])
 @pytest.mark.parametrize("n_states", [1, 255, 4097, 70001])
 def test_block_edges_and_agent_groups(n_agents, n_states, dtype):
-    # Groups of 4 (N <= 4) and of 8 agents: one partial, one whole, several with and
-    # without a partial last one; and the block/chunk boundaries of the CPU kernels.
+    # One group of each size N = 2..8 (and a padded pair for N <= 1), several groups of 8
+    # with and without a partial last one; and the block/chunk boundaries of the kernels.
     _agree(hard_inputs(n_agents, n_states, seed=n_agents * n_states, dtype=dtype), eps=1e-12)
 
 
