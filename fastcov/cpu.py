@@ -147,17 +147,21 @@ def _padded_agents(mu):
 
 
 @_jit
-def _scratch(mu, block):
-    """A chunk's scratch: float64 rows (m, q, log_m or the J terms, r), a float64 g block
-    with a row per agent, padding agents included, and the padded last group of mu. No
-    wider than S: small calls then stay clear of the allocator's page-mapping sizes.
+def _scratch(mu, block, what):
+    """A chunk's scratch for a sweep that writes ``what``: float64 rows (m, q, log_m or the
+    J terms, r), a float64 g block with a row per agent, padding agents included, and the
+    padded last group of mu (no rows when the groups are whole). No wider than S: small
+    calls then stay clear of the allocator's page-mapping sizes.
     """
     width = min(block, mu.shape[1])
     work = np.empty((4, width))
     g_block = np.empty((_padded_agents(mu), width))
-    # Needed wherever N is not a multiple of 8: ``_forward`` (coverage and the weights)
-    # always goes in groups of 8.
-    padded_rows = _GROUP if _padded_agents(mu) > mu.shape[0] else 0
+    n_agents = mu.shape[0]
+    # The gradient of N <= 8 agents goes in one group of _single_group_size; everything
+    # else in groups of 8.
+    one_group = what == _WRITE_GRADIENT and n_agents <= _GROUP
+    size = _single_group_size(n_agents) if one_group else _GROUP
+    padded_rows = size if n_agents == 0 or n_agents % size else 0
     return work, g_block, np.zeros((padded_rows, width), mu.dtype)
 
 
@@ -173,7 +177,7 @@ def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, block, max_chunks
     partials = np.zeros(n_blocks)
     bad = np.zeros(n_chunks, dtype=np.int64)
     for chunk in numba.prange(n_chunks):
-        work, g_block, padded = _scratch(mu, block)
+        work, g_block, padded = _scratch(mu, block, what)
         first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
         for b in range(first, last):
             s0, s1 = b * block, min((b + 1) * block, n_states)
@@ -200,7 +204,7 @@ def _policy_gradient_kernel(mu, dmu, eps, check, block, max_chunks):
     bad_mu = np.zeros(n_chunks, dtype=np.int64)
     bad_dmu = np.zeros(n_chunks, dtype=np.int64)
     for chunk in numba.prange(n_chunks):
-        work, g, padded = _scratch(mu, block)
+        work, g, padded = _scratch(mu, block, _WRITE_GRADIENT)
         first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
         for b in range(first, last):
             s0, s1 = b * block, min((b + 1) * block, n_states)
