@@ -78,6 +78,8 @@ class Plan(NamedTuple):
         ptr, neighbours = _symbolic(order[rows], order[columns], n)
         if max_updates is not None and np.sum(np.diff(ptr) ** 2) > max_updates:
             return None
+        if n + 2 * len(neighbours) > np.iinfo(np.int32).max:
+            raise ValueError(f"the filled pattern of {n} rows has too many entries for a plan")
         return cls(order, ptr, neighbours, _update_targets(ptr, neighbours))
 
     @property
@@ -97,11 +99,19 @@ class Plan(NamedTuple):
     def slots(self, rows, columns):
         """Value slots of the entries (rows[e], columns[e]) of the original matrix.
 
-        Every position of the pattern the plan was made from has a slot; other positions
-        may not (a wrong slot: do not ask for them).
+        Every position of the pattern the plan was made from has a slot, and so does every
+        position the elimination fills; any other raises ValueError.
         """
-        i, j = self.order[np.asarray(rows)], self.order[np.asarray(columns)]
-        return _slots(self.ptr, self.neighbours, i.ravel(), j.ravel()).reshape(i.shape)
+        rows, columns = np.asarray(rows), np.asarray(columns)
+        i, j = self.order[rows], self.order[columns]
+        slots = _slots(self.ptr, self.neighbours, i.ravel(), j.ravel()).reshape(i.shape)
+        missing = np.flatnonzero(slots.ravel() < 0)
+        if missing.size:
+            e = missing[0]
+            raise ValueError(
+                f"({rows.ravel()[e]}, {columns.ravel()[e]}) is not in the plan's filled pattern"
+            )
+        return slots
 
 
 @_jit
@@ -198,11 +208,15 @@ def _symbolic(rows, columns, n):
 
 @_jit
 def _slot(ptr, neighbours, i, j):
-    """The value slot of position (i, j) of the filled pattern (positions in the order)."""
+    """The value slot of position (i, j) of the filled pattern (positions in the order),
+    or -1 where the pattern has no entry.
+    """
     if i == j:
         return i
     owner, other = min(i, j), max(i, j)
     t = ptr[owner] + np.searchsorted(neighbours[ptr[owner] : ptr[owner + 1]], other)
+    if t == ptr[owner + 1] or neighbours[t] != other:
+        return -1
     n, fill = ptr.size - 1, neighbours.size
     return n + t if i > j else n + fill + t
 

@@ -76,6 +76,15 @@ def test_one_by_one_and_diagonal_patterns():
     assert plan.n_updates == 0 and plan.n_slots == 7
 
 
+def test_positions_outside_the_filled_pattern_have_no_slot():
+    plan = _elimination.Plan.from_pattern([0, 1, 2], [1, 2, 3], 4)  # a path: no fill
+    rows, columns = [0, 1, 2, 1, 2, 3, 0, 1, 2, 3], [1, 2, 3, 0, 1, 2, 0, 1, 2, 3]
+    slots = plan.slots(rows, columns)
+    assert sorted(slots.tolist()) == list(range(plan.n_slots)) == list(range(10))
+    with pytest.raises(ValueError, match=r"\(0, 3\) is not in the plan's filled pattern"):
+        plan.slots([0, 0], [1, 3])
+
+
 def test_update_count_and_the_limit():
     rows, columns = np.triu_indices(6)  # full upper triangle, plus the mirror below
     rows, columns = np.append(rows, columns), np.append(columns, rows)
