@@ -260,15 +260,32 @@ def train(
         )
         if step == iterations or converged:
             break
-        robots = [step % n_robots] if schedule == "one-at-a-time" else range(n_robots)
-        for i in robots:
-            updates[i] += 1
-            first_moment[i] = 0.9 * first_moment[i] + 0.1 * state.grad[i]
-            second_moment[i] = 0.999 * second_moment[i] + 0.001 * state.grad[i] ** 2
-            m_hat = first_moment[i] / (1.0 - 0.9 ** updates[i])
-            v_hat = second_moment[i] / (1.0 - 0.999 ** updates[i])
-            theta[i] += learning_rate * m_hat / (np.sqrt(v_hat) + 1e-8)
+        robots = slice(None)
+        if schedule == "one-at-a-time":
+            robots = slice(step % n_robots, step % n_robots + 1)
+        _adam(
+            theta[robots],
+            first_moment[robots],
+            second_moment[robots],
+            updates[robots],
+            state.grad[robots],
+            learning_rate,
+        )
     return TrainResult(theta, np.asarray(history), state)
+
+
+def _adam(theta, first_moment, second_moment, updates, grad, learning_rate):
+    """One Adam ascent step, in place, for the robots (rows) given; ``updates`` counts each
+    robot's steps (its bias correction).
+    """
+    updates += 1
+    first_moment *= 0.9
+    first_moment += 0.1 * grad
+    second_moment *= 0.999
+    second_moment += 0.001 * grad**2
+    m_hat = first_moment / (1.0 - 0.9**updates)[:, np.newaxis]
+    v_hat = second_moment / (1.0 - 0.999**updates)[:, np.newaxis]
+    theta += learning_rate * m_hat / (np.sqrt(v_hat) + 1e-8)
 
 
 def upper_bound(n_vertices, n_robots):
