@@ -60,8 +60,9 @@ _WRITE_NOTHING, _WRITE_COVERAGE, _WRITE_WEIGHTS, _WRITE_GRADIENT = 0, 1, 2, 3
 #: Agents per group: their products stay in registers (16 vector registers with AVX2).
 #: With N <= 8 agents the one group has N of them (at least _SMALLEST_GROUP): a padded
 #: group costs the padding rows and copies of mu and g through scratch (S = 1e7: N = 2 ran
-#: 1.8x faster in a group of 2 than in a padded group of 4, N = 5..7 up to 1.9x faster
-#: unpadded than in a padded group of 8). Each size is one more compiled loop.
+#: 1.8x faster in a group of 2 than in a padded group of 4, N = 5..7 up to 2.3x faster
+#: unpadded than in a padded group of 8). Each size is its own compiled kernel, made the
+#: first time an N needs it (about 6 s, then cached on disk).
 _GROUP = 8
 _SMALLEST_GROUP = 2
 
@@ -115,8 +116,12 @@ def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
 
 
 def _partition(mu):
-    """(block states, maximum chunk count): from the shape and the configuration only."""
-    return _config.block_states(mu.shape[0]), _config.MAX_CHUNKS
+    """(the group of ``_gradient``, block states, maximum chunk count): from the shape and
+    the configuration only.
+    """
+    n_agents = mu.shape[0]
+    group = (0,) * _single_group_size(n_agents)
+    return group, _config.block_states(n_agents), _config.MAX_CHUNKS
 
 
 def _raise_if_bad(bad, array):
@@ -147,7 +152,7 @@ def _padded_agents(mu):
 
 
 @_jit
-def _scratch(mu, block, what):
+def _scratch(mu, block, what, group):
     """A chunk's scratch for a sweep that writes ``what``: float64 rows (m, q, log_m or the
     J terms, r), a float64 g block with a row per agent, padding agents included, and the
     padded last group of mu (no rows when the groups are whole). No wider than S: small
@@ -157,16 +162,15 @@ def _scratch(mu, block, what):
     work = np.empty((4, width))
     g_block = np.empty((_padded_agents(mu), width))
     n_agents = mu.shape[0]
-    # The gradient of N <= 8 agents goes in one group of _single_group_size; everything
-    # else in groups of 8.
+    # The gradient of N <= 8 agents goes in one ``group``; everything else in groups of 8.
     one_group = what == _WRITE_GRADIENT and n_agents <= _GROUP
-    size = _single_group_size(n_agents) if one_group else _GROUP
+    size = len(group) if one_group else _GROUP
     padded_rows = size if n_agents == 0 or n_agents % size else 0
     return work, g_block, np.zeros((padded_rows, width), mu.dtype)
 
 
 @_parallel_jit
-def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, block, max_chunks):
+def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, group, block, max_chunks):
     """Per-block J partials and bad-value count.
 
     Writes ``what`` into states_out (S,) or, for _WRITE_GRADIENT, g into ``direct``
@@ -177,14 +181,16 @@ def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, block, max_chunks
     partials = np.zeros(n_blocks)
     bad = np.zeros(n_chunks, dtype=np.int64)
     for chunk in numba.prange(n_chunks):
-        work, g_block, padded = _scratch(mu, block, what)
+        work, g_block, padded = _scratch(mu, block, what, group)
         first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
         for b in range(first, last):
             s0, s1 = b * block, min((b + 1) * block, n_states)
             n = s1 - s0
             if what == _WRITE_GRADIENT:
                 g, g_s0 = (direct, s0) if direct.shape[0] else (g_block, 0)
-                partials[b], block_bad = _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded)
+                partials[b], block_bad = _gradient(
+                    mu, s0, s1, eps, work, g, g_s0, g_block, padded, group
+                )
                 if not direct.shape[0]:
                     for i in range(n_agents):
                         _store(g_block[i, :n], grad_out[i, s0:s1])
@@ -197,19 +203,19 @@ def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, block, max_chunks
 
 
 @_parallel_jit
-def _policy_gradient_kernel(mu, dmu, eps, check, block, max_chunks):
+def _policy_gradient_kernel(mu, dmu, eps, check, group, block, max_chunks):
     n_agents, n_states = mu.shape
     n_blocks, n_chunks = _chunking(n_states, block, max_chunks)
     partials = np.zeros((n_chunks, n_agents, dmu.shape[2]))
     bad_mu = np.zeros(n_chunks, dtype=np.int64)
     bad_dmu = np.zeros(n_chunks, dtype=np.int64)
     for chunk in numba.prange(n_chunks):
-        work, g, padded = _scratch(mu, block, _WRITE_GRADIENT)
+        work, g, padded = _scratch(mu, block, _WRITE_GRADIENT, group)
         first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
         for b in range(first, last):
             s0, s1 = b * block, min((b + 1) * block, n_states)
             n = s1 - s0
-            bad_mu[chunk] += _gradient(mu, s0, s1, eps, work, g, 0, g, padded)[1]
+            bad_mu[chunk] += _gradient(mu, s0, s1, eps, work, g, 0, g, padded, group)[1]
             for i in range(n_agents):
                 bad_dmu[chunk] += _contract(g[i, :n], dmu[i, s0:s1], check, partials[chunk, i])
     return partials, bad_mu.sum(), bad_dmu.sum()
@@ -224,28 +230,18 @@ def _policy_gradient_kernel(mu, dmu, eps, check, block, max_chunks):
 
 
 @_jit
-def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
-    """Write g_i(s) for the block; return (the block's J, count of values outside [0, 1])."""
-    # The branches are the sizes of ``_single_group_size``, each a literal: a group's size
-    # must be a compile-time constant for its loops over agents to unroll.
-    n_agents = mu.shape[0]
-    if n_agents <= _SMALLEST_GROUP:
-        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _SMALLEST_GROUP)
-    elif n_agents == 3:
-        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, 3)
-    elif n_agents == 4:
-        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, 4)
-    elif n_agents == 5:
-        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, 5)
-    elif n_agents == 6:
-        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, 6)
-    elif n_agents == 7:
-        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, 7)
-    elif n_agents == _GROUP:
-        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, _GROUP)
+def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group):
+    """Write g_i(s) for the block; return (the block's J, count of values outside [0, 1]).
+
+    ``group`` is a tuple of ``_single_group_size(N)`` zeros. Its length is a constant of the
+    compiled code, as the loops over a group's agents need to unroll; and each length is
+    compiled (and cached) only when an N needs it.
+    """
+    if mu.shape[0] <= _GROUP:
+        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, len(group))
     else:
         block = _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded)
-    _unpad(mu, s1 - s0, g, g_s0, g_block)
+    _unpad(mu, s1 - s0, g, g_s0, g_block, len(group))
     return block
 
 
@@ -333,20 +329,19 @@ def _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, size):
 
 
 @_jit
-def _unpad(mu, n, g, g_s0, g_block):
+def _unpad(mu, n, g, g_s0, g_block, size):
     """Copy a padded last group's g, which ``_group`` sent to ``g_block``, into the
     caller's ``g`` (N rows; ``g_block`` itself has the padding rows too and needs nothing).
+    ``size`` is ``_single_group_size(N)``.
     """
     n_agents = mu.shape[0]
-    size = _single_group_size(n_agents)
     if n_agents % size != 0 and g.shape[0] == n_agents:
         for i in range(_last_group(mu), n_agents):
             _store(g_block[i, :n], g[i, g_s0 : g_s0 + n])
 
 
-@_jit
 def _single_group_size(n_agents):
-    """The group size ``_gradient`` uses: N for 2 <= N <= 8, 2 for fewer, 8 for more."""
+    """The group size for N <= 8 agents (``_gradient``): N, at least 2; 8 for more."""
     return min(max(n_agents, _SMALLEST_GROUP), _GROUP)
 
 
