@@ -1,4 +1,4 @@
-"""A natural logarithm that LLVM can vectorise, for the CPU kernels.
+"""A natural logarithm and an exponential that LLVM can vectorise, for the CPU kernels.
 
 Numba's ``math.log`` is a call into the C library, one state at a time: at small N that
 single call costs more than everything else a state needs. (Numba's SVML path would
@@ -13,6 +13,12 @@ x = 2^k (1 + f) with sqrt(2)/2 <= 1 + f < sqrt(2), s = f / (2 + f), and
 
 arranged exactly as fdlibm arranges it so that the rounding analysis holds. Subnormal x is
 scaled by 2^54 first; x = 0 gives -inf, x = +inf gives +inf and NaN or x < 0 give NaN.
+
+The exponential is fdlibm's ``e_exp.c`` (error below 1 ulp): x = k log(2) + r with
+|r| <= log(2) / 2, exp(r) = 1 + r + r c / (2 - c) with c = r - r^2 P(r^2), P of degree 4,
+and 2^k applied as two powers of two made from their bits, so that results below the
+smallest normal number round once, into a subnormal. x > 709.78 gives +inf, x < -745.14
+gives 0, NaN gives NaN.
 """
 
 import numba
@@ -30,6 +36,16 @@ _LG4 = 2.222219843214978396e-01
 _LG5 = 1.818357216161805012e-01
 _LG6 = 1.531383769920937332e-01
 _LG7 = 1.479819860511658591e-01
+
+_INV_LN2 = 1.44269504088896338700e00
+_P1 = 1.66666666666666019037e-01
+_P2 = -2.77777777770155933842e-03
+_P3 = 6.61375632143793436117e-05
+_P4 = -1.65339022054652515390e-06
+_P5 = 4.13813679705723846039e-08
+_ROUNDING_SHIFT = 6755399441055744.0  # 1.5 2^52: adding it rounds to an integer
+_EXP_OVERFLOW = 7.09782712893383973096e02  # log(largest float64)
+_EXP_UNDERFLOW = -7.45133219101941108420e02  # log(smallest subnormal / 2)
 
 _TWO54 = 18014398509481984.0
 _SMALLEST_NORMAL = 2.2250738585072014e-308
@@ -66,6 +82,37 @@ def log(x):
     if not (x >= 0.0 and x < np.inf):
         return x if x == np.inf else np.nan
     return result
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def exp(x):
+    """e^x for a float64 ``x``, branch-free, error below 1 ulp (fdlibm)."""
+    # Clamped, the reduction stays finite and k small; the range tests pick the result.
+    clamped = min(max(x, _EXP_UNDERFLOW - 1.0), _EXP_OVERFLOW + 1.0)
+    # k = round(x / log 2), read off the low mantissa bits of x / log 2 + 1.5 2^52.
+    shifted = clamped * _INV_LN2 + _ROUNDING_SHIFT
+    k_bits = np.int64(_float_bits(shifted) - _float_bits(_ROUNDING_SHIFT))
+    k = shifted - _ROUNDING_SHIFT
+    hi = clamped - k * _LN2_HI
+    lo = k * _LN2_LO
+    r = hi - lo
+    t = r * r
+    c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
+    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+    # 2^k as 2^half 2^(k - half): each factor normal, so only the last product rounds.
+    half = k_bits >> 1
+    result = y * _power_of_two(half) * _power_of_two(k_bits - half)
+    if x > _EXP_OVERFLOW:
+        return np.inf
+    if x < _EXP_UNDERFLOW:
+        return 0.0
+    return result if x == x else x
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _power_of_two(k):
+    """2.0 ** k for -1022 <= k <= 1023, from its exponent bits."""
+    return _bits_float(np.uint64(k + 1023) << np.uint64(_EXPONENT_SHIFT))
 
 
 @intrinsic

@@ -31,7 +31,6 @@ and the shared terms).
 """
 
 import dataclasses
-import math
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
@@ -40,7 +39,7 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from . import _elimination, api
+from . import _elimination, _vmath, api
 
 __all__ = [
     "transition_probabilities",
@@ -553,18 +552,23 @@ def _rows(array):
 @_jit
 def _softmax(indptr, logits, out):
     for robot in range(logits.shape[0]):
+        row = out[robot]
+        # Less each vertex's largest logit: exp never overflows.
         for s in range(indptr.size - 1):
-            edges = range(indptr[s], indptr[s + 1])
-            # Less the vertex's largest logit: exp never overflows.
             largest = -np.inf
-            for e in edges:
+            for e in range(indptr[s], indptr[s + 1]):
                 largest = max(largest, logits[robot, e])
+            for e in range(indptr[s], indptr[s + 1]):
+                row[e] = logits[robot, e] - largest
+        # One loop over all edges, apart from the per-vertex ones: it vectorises.
+        for e in range(row.size):
+            row[e] = _vmath.exp(row[e])
+        for s in range(indptr.size - 1):
             total = 0.0
-            for e in edges:
-                out[robot, e] = math.exp(logits[robot, e] - largest)
-                total += out[robot, e]
-            for e in edges:
-                out[robot, e] /= total
+            for e in range(indptr[s], indptr[s + 1]):
+                total += row[e]
+            for e in range(indptr[s], indptr[s + 1]):
+                row[e] /= total
 
 
 @_jit

@@ -1,4 +1,4 @@
-"""The vectorisable logarithm of the CPU kernels against mpmath."""
+"""The vectorisable logarithm and exponential of the CPU kernels against mpmath."""
 
 import math
 
@@ -16,9 +16,18 @@ def _log_all(x, out):
         out[i] = _vmath.log(x[i])
 
 
-def _ulps(actual, x):
-    exact = mpmath.log(mpmath.mpf(float(x)))
-    return float(abs(mpmath.mpf(actual) - exact) / mpmath.mpf(np.spacing(abs(float(exact)))))
+@numba.njit
+def _exp_all(x, out):
+    for i in range(x.size):
+        out[i] = _vmath.exp(x[i])
+
+
+def _ulps(actual, x, function=mpmath.log):
+    """|actual - function(x)| in units of the last place of the exact result (50 digits,
+    whatever precision another module left mpmath at)."""
+    with mpmath.workdps(50):
+        exact = function(mpmath.mpf(float(x)))
+        return float(abs(mpmath.mpf(actual) - exact) / mpmath.mpf(np.spacing(abs(float(exact)))))
 
 
 def test_log_is_within_one_ulp():
@@ -47,6 +56,46 @@ def test_log_is_within_one_ulp():
 def test_log_special_values(x, expected):
     out = np.empty(1)
     _log_all(np.array([x]), out)
+    if math.isnan(expected):
+        assert math.isnan(out[0])
+    else:
+        assert out[0] == expected
+
+
+def test_exp_is_within_one_ulp():
+    rng = np.random.default_rng(1)
+    x = np.concatenate(
+        [
+            rng.uniform(-745.1, 709.7, 3000),
+            rng.uniform(-1.0, 1.0, 1000),
+            rng.uniform(-40.0, 0.0, 1000),  # the softmax's range
+            rng.uniform(-745.1, -708.4, 500),  # subnormal results
+            np.log(2.0) * np.array([0.5, -0.5, 1.0, -1.0]),
+            [0.0, 1e-300, -1e-300, 709.78, -745.13, -708.39],
+        ]
+    )
+    out = np.empty_like(x)
+    _exp_all(x, out)
+    worst = max(_ulps(a, b, mpmath.exp) for a, b in zip(out, x, strict=True))
+    assert worst < 1.0
+
+
+@pytest.mark.parametrize(
+    "x, expected",
+    [
+        (0.0, 1.0),
+        (-math.inf, 0.0),
+        (math.inf, math.inf),
+        (709.79, math.inf),
+        (1e308, math.inf),
+        (-745.14, 0.0),
+        (-1e308, 0.0),
+        (math.nan, math.nan),
+    ],
+)
+def test_exp_special_values(x, expected):
+    out = np.empty(1)
+    _exp_all(np.array([x]), out)
     if math.isnan(expected):
         assert math.isnan(out[0])
     else:
