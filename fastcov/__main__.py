@@ -24,8 +24,12 @@ def main(argv=None):
         "(default museum)",
     )
     demo.add_argument("--robots", type=int, default=4, help="team size N (default 4)")
-    demo.add_argument("--iterations", type=int, default=300, help="Adam steps (default 300)")
+    demo.add_argument("--iterations", type=int, default=300, help="training steps (default 300)")
     demo.add_argument("--learning-rate", type=float, default=0.1, help="(default 0.1)")
+    # patrol.OPTIMIZERS, spelt out: the command line does not import scipy to start.
+    demo.add_argument(
+        "--optimizer", choices=("adam", "plain"), default="adam", help="(default adam)"
+    )
     demo.add_argument("--seed", type=int, default=0, help="initial policies and patrol (default 0)")
     demo.add_argument(
         "--steps", type=int, default=1_000_000, help="Monte-Carlo patrol steps (default 1000000)"

@@ -90,6 +90,7 @@ def run(
     *,
     iterations=300,
     learning_rate=0.1,
+    optimizer="adam",
     seed=0,
     steps=1_000_000,
     progress=None,
@@ -113,6 +114,7 @@ def run(
         n_robots,
         iterations=iterations,
         learning_rate=learning_rate,
+        optimizer=optimizer,
         seed=seed,
         callback=callback,
     )
@@ -132,6 +134,7 @@ def main(args):
         args.robots,
         iterations=args.iterations,
         learning_rate=args.learning_rate,
+        optimizer=args.optimizer,
         seed=args.seed,
         steps=args.steps,
         progress=bar.update,

@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 SCHEDULES = ("simultaneous", "one-at-a-time")
+OPTIMIZERS = ("adam", "plain")
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -194,12 +195,13 @@ def train(
     iterations=200,
     learning_rate=0.1,
     schedule="simultaneous",
+    optimizer="adam",
     logits=None,
     seed=0,
     tol=None,
     callback=None,
 ):
-    """Gradient ascent on J with Adam (beta = 0.9, 0.999).
+    """Gradient ascent on J: Adam or plain steps.
 
     Parameters
     ----------
@@ -210,10 +212,13 @@ def train(
     iterations : int
         Most steps to take.
     learning_rate : float
-        Adam's step size.
+        The step size: Adam's, or the factor of the gradient in a plain step.
     schedule : {"simultaneous", "one-at-a-time"}
         Update every robot each step, or, as EM-Patroller does, one robot per step in
         turn (robot t mod N at step t) while the others keep their policies.
+    optimizer : {"adam", "plain"}
+        Adam (beta = 0.9, 0.999, epsilon = 1e-8; each robot's bias correction counts its
+        own updates), or plain gradient ascent theta <- theta + learning_rate dJ/dtheta.
     logits : array_like, shape (N, n_edges), optional
         Starting policies. Default: standard normal logits drawn with ``seed`` (identical
         robots would get identical gradients and never spread out).
@@ -233,6 +238,8 @@ def train(
         raise ValueError(f"n_robots must be at least 1, got {n_robots}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     if logits is None:
         logits = np.random.default_rng(seed).standard_normal((n_robots, graph.n_edges))
     theta = _check_logits(graph, logits)
@@ -262,6 +269,9 @@ def train(
         robots = slice(None)
         if schedule == "one-at-a-time":
             robots = slice(step % n_robots, step % n_robots + 1)
+        if optimizer == "plain":
+            theta[robots] += learning_rate * state.grad[robots]
+            continue
         _adam(
             theta[robots],
             first_moment[robots],

@@ -222,8 +222,40 @@ def test_training_raises_J_and_stays_below_the_bound(schedule):
         np.testing.assert_array_equal(again.logits[1], start[1])
 
 
+@pytest.mark.parametrize("schedule", patrol.SCHEDULES)
+def test_first_steps_of_each_optimizer_hand_worked(schedule):
+    # From the same start: a plain step is theta + lr g; Adam's first is theta +
+    # lr g / (|g| + 1e-8) (m_hat = g, v_hat = g^2 once bias-corrected).
+    g = graph.load("office")
+    start = np.random.default_rng(8).standard_normal((3, g.n_edges))
+    grad = patrol.value_and_grad(g, start).grad
+    moved = slice(0, 1) if schedule == "one-at-a-time" else slice(None)
+    expected = {
+        "plain": start[moved] + 0.5 * grad[moved],
+        "adam": start[moved] + 0.5 * grad[moved] / (np.abs(grad[moved]) + 1e-8),
+    }
+    for optimizer in patrol.OPTIMIZERS:
+        one = patrol.train(
+            g, 3, iterations=1, learning_rate=0.5, schedule=schedule, optimizer=optimizer,
+            logits=start,
+        )  # fmt: skip
+        np.testing.assert_allclose(one.logits[moved], expected[optimizer], rtol=1e-12)
+        kept = np.ones(3, bool)
+        kept[moved] = False
+        np.testing.assert_array_equal(one.logits[kept], start[kept])
+
+
+def test_plain_steps_raise_J():
+    g = graph.load("house")
+    result = patrol.train(g, 2, iterations=100, learning_rate=5.0, optimizer="plain", seed=5)
+    assert result.history[-1] > result.history[0] + 0.1
+    assert result.history[-1] <= patrol.upper_bound(g.n_vertices, 2)
+
+
 def test_training_rejects_logits_for_another_team():
     g = graph.load("house")
+    with pytest.raises(ValueError, match=r"optimizer must be one of \('adam', 'plain'\)"):
+        patrol.train(g, 3, optimizer="sgd")
     with pytest.raises(ValueError, match=r"logits must have shape \(3, 20\) for 3 robots"):
         patrol.train(g, 3, logits=np.zeros((2, 20)))
     with pytest.raises(ValueError, match="n_robots must be at least 1"):
