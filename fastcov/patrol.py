@@ -433,11 +433,23 @@ def _superlu(graph, pattern, probabilities, mu):
 
 @_jit
 def _planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities, mu):
-    """Factor every robot's A_i by the plan and set ``mu``; return the factors."""
+    """Factor every robot's A_i by the plan and set ``mu``; return the factors.
+
+    A_i is an M-matrix whose row sums are known exactly, so the factorisation is the
+    cancellation-free one (see :func:`_elimination.factor`), and so is the solve for mu
+    (its right-hand side is >= 0): mu keeps full relative accuracy in every entry, even
+    where the logits make some moves 1e-30 likely.
+    """
     n, robots = plan.ptr.size - 1, probabilities.shape[0]
     values = np.zeros((n + 2 * plan.neighbours.size, robots))
     _assemble(values, slots, kept_edges, probabilities)
-    _elimination.factor(plan, values)
+    # A's row sums are the probabilities of moving to vertex 0: exact, with no 1 - sum.
+    to_first = np.zeros((n, robots))
+    for s in range(1, indptr.size - 1):
+        for e in range(indptr[s], indptr[s + 1]):
+            if indices[e] == 0:
+                to_first[s - 1] = probabilities[:, e]
+    _elimination.factor(plan, values, to_first)
     x = np.empty((n, robots))
     _from_first(indptr, indices, probabilities, x)
     _elimination.solve(plan, values, x, True)

@@ -9,39 +9,48 @@ from fastcov import _elimination
 
 
 def _m_matrices(rng, rows, columns, n, count):
-    """``count`` non-singular M-matrices with entries at (rows, columns): negative off the
-    diagonal, each column's diagonal larger than the column's other entries together.
+    """``count`` non-singular M-matrices with entries at (rows, columns), and their row
+    sums: negative off the diagonal, each row summing to a random positive number.
     """
     matrices = np.zeros((count, n, n))
-    for matrix in matrices:
+    row_sums = rng.random((n, count)) + 0.01
+    for m, matrix in enumerate(matrices):
         off = rows != columns
         np.add.at(matrix, (rows[off], columns[off]), -rng.random(off.sum()))
-        matrix[np.arange(n), np.arange(n)] = -matrix.sum(axis=0) + rng.random(n) + 0.01
-    return matrices
+        matrix[np.arange(n), np.arange(n)] = row_sums[:, m] - matrix.sum(axis=1)
+    return matrices, row_sums
 
 
-def _factored(plan, rows, columns, matrices):
+def _factored(plan, rows, columns, matrices, row_sums):
     values = np.zeros((plan.n_slots, len(matrices)))
     slots = plan.slots(rows, columns)
     for m, matrix in enumerate(matrices):
         values[slots, m] = matrix[rows, columns]
-    _elimination.factor(plan, values)
+    _elimination.factor(plan, values, row_sums)
     return values
 
 
+def _plain(count):
+    """The ``row_sums`` argument of a plain factorisation."""
+    return np.empty((0, count))
+
+
 def _check_solves(rows, columns, n, seed, count=3):
+    """Both factorisations (plain, and from the row sums) solve both ways as dense
+    solves do."""
     rng = np.random.default_rng(seed)
     rows, columns = np.append(rows, np.arange(n)), np.append(columns, np.arange(n))
     plan = _elimination.Plan.from_pattern(rows, columns, n)
-    matrices = _m_matrices(rng, rows, columns, n, count)
-    values = _factored(plan, rows, columns, matrices)
+    matrices, row_sums = _m_matrices(rng, rows, columns, n, count)
     rhs = rng.standard_normal((n, count))
-    for transposed in (False, True):
-        x = rhs.copy()
-        _elimination.solve(plan, values, x, transposed)
-        for m, matrix in enumerate(matrices):
-            expected = np.linalg.solve(matrix.T if transposed else matrix, rhs[:, m])
-            np.testing.assert_allclose(x[:, m], expected, rtol=1e-10, atol=1e-12)
+    for sums in (_plain(count), row_sums):
+        values = _factored(plan, rows, columns, matrices, sums)
+        for transposed in (False, True):
+            x = rhs.copy()
+            _elimination.solve(plan, values, x, transposed)
+            for m, matrix in enumerate(matrices):
+                expected = np.linalg.solve(matrix.T if transposed else matrix, rhs[:, m])
+                np.testing.assert_allclose(x[:, m], expected, rtol=1e-10, atol=1e-12)
     return plan
 
 
@@ -103,11 +112,12 @@ def test_matrices_are_independent_columns():
     rows, columns = rng.integers(0, n, 90), rng.integers(0, n, 90)
     rows, columns = np.append(rows, np.arange(n)), np.append(columns, np.arange(n))
     plan = _elimination.Plan.from_pattern(rows, columns, n)
-    matrices = _m_matrices(rng, rows, columns, n, 3)
-    together = _factored(plan, rows, columns, matrices)
-    for m in range(3):
-        alone = _factored(plan, rows, columns, matrices[m : m + 1])
-        np.testing.assert_array_equal(alone[:, 0], together[:, m])
+    matrices, row_sums = _m_matrices(rng, rows, columns, n, 3)
+    for sums in (_plain(3), row_sums):
+        together = _factored(plan, rows, columns, matrices, sums)
+        for m in range(3):
+            alone = _factored(plan, rows, columns, matrices[m : m + 1], sums[:, m : m + 1])
+            np.testing.assert_array_equal(alone[:, 0], together[:, m])
 
 
 @settings(max_examples=40, deadline=None)
@@ -128,3 +138,37 @@ def test_any_number_of_matrices(count):
     n = 20
     rows = np.arange(n - 1)
     _check_solves(np.append(rows, rows + 1), np.append(rows + 1, rows), n, seed=5, count=count)
+
+
+def test_row_sums_keep_full_relative_accuracy():
+    # A chain whose couplings span 1e-40 .. 1: tridiagonal, off-diagonal entries -w, only
+    # row 0 leaks (row sum 1e-30). Solving A^T x = e_0 (the patrol solver's case: a
+    # non-negative right-hand side) needs no cancellation when the pivots come from the
+    # row sums; x spans some forty orders of magnitude and every entry must keep its
+    # digits. The reference is the same solve in 400-digit arithmetic.
+    mpmath = pytest.importorskip("mpmath")
+    n = 12
+    rng = np.random.default_rng(9)
+    weights = 10.0 ** rng.uniform(-40, 0, (2, n - 1))
+    rows = np.concatenate([np.arange(n - 1), np.arange(1, n), np.arange(n)])
+    columns = np.concatenate([np.arange(1, n), np.arange(n - 1), np.arange(n)])
+    sums = np.zeros((n, 1))
+    sums[0] = 1e-30
+    plan = _elimination.Plan.from_pattern(rows, columns, n)
+    matrix = np.zeros((n, n))
+    matrix[np.arange(n - 1), np.arange(1, n)] = -weights[0]
+    matrix[np.arange(1, n), np.arange(n - 1)] = -weights[1]
+    values = _factored(plan, rows, columns, [matrix], sums)  # the diagonal is not read
+    x = np.zeros((n, 1))
+    x[0] = 1.0
+    _elimination.solve(plan, values, x, True)
+    with mpmath.workdps(400):
+        exact = mpmath.matrix(n, n)
+        for i in range(n):
+            for j in range(n):
+                exact[i, j] = mpmath.mpf(float(matrix[i, j]))
+            exact[i, i] = mpmath.mpf(float(sums[i, 0])) - sum(exact[i, j] for j in range(n))
+        expected = mpmath.lu_solve(exact.T, mpmath.matrix([1] + [0] * (n - 1)))
+        errors = [abs((mpmath.mpf(float(x[i, 0])) - expected[i]) / expected[i]) for i in range(n)]
+    assert float(max(errors)) < 1e-13
+    assert x.max() / x.min() > 1e20  # the case is as hard as it claims

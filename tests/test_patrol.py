@@ -152,6 +152,33 @@ def test_stationary_matches_a_dense_eigenvector(name, solver, monkeypatch):
         np.testing.assert_allclose(mu[i] @ dense, mu[i], atol=1e-15)
 
 
+@pytest.mark.parametrize("scale", [1.0, 10.0, 40.0])
+def test_stationary_keeps_every_digit_of_tiny_shares(scale):
+    # Logits of spread 40 make some moves e^-160 likely and some shares 1e-124. With the
+    # elimination plan mu is computed with no cancellation: every entry, however small,
+    # matches a 300-digit solve of mu^T P = mu^T from the same logits.
+    mpmath = pytest.importorskip("mpmath")
+    g = graph.load("office")
+    theta = np.random.default_rng(3).standard_normal(g.n_edges) * scale
+    mu = patrol.stationary(g, theta)
+    n = g.n_vertices
+    with mpmath.workdps(300):
+        system = mpmath.eye(n)
+        for s in range(n):
+            edges = range(g.indptr[s], g.indptr[s + 1])
+            weights = [mpmath.exp(mpmath.mpf(float(theta[e]))) for e in edges]
+            for e, weight in zip(edges, weights, strict=True):
+                system[s, int(g.indices[e])] -= weight / sum(weights)
+        system = system.T
+        for j in range(n):
+            system[0, j] = 1  # replace one equation by sum(mu) = 1
+        exact = mpmath.lu_solve(system, mpmath.matrix([1] + [0] * (n - 1)))
+        errors = [abs((mpmath.mpf(float(mu[i])) - exact[i]) / exact[i]) for i in range(n)]
+    assert float(max(errors)) < 1e-12
+    if scale == 40.0:
+        assert mu.min() < 1e-100
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("name", ["house", "directed-stay"])
 def test_gradient_matches_central_differences(name, solver, monkeypatch):
