@@ -124,6 +124,12 @@ def stationary(graph, logits):
     ValueError
         The graph is not strongly connected (the message names a component), or the
         logits have the wrong shape or are not finite.
+    FloatingPointError
+        A robot's transition probabilities span too many orders of magnitude for float64
+        (the message names the robot): some underflow, so the chain no longer reaches
+        every vertex; or, on a graph too large for an elimination plan, SuperLU's LU lost
+        the accuracy of its distribution (a share came out clearly negative). On graphs
+        with a plan every share keeps full relative accuracy until then.
     """
     graph.require_strongly_connected()
     probabilities = transition_probabilities(graph, logits)
@@ -152,7 +158,7 @@ def value_and_grad(graph, logits, *, eps=0.0):
 
     Raises
     ------
-    ValueError
+    ValueError, FloatingPointError
         As :func:`stationary`.
     """
     graph.require_strongly_connected()
@@ -335,6 +341,11 @@ class _Team:
             size = self._batch_size()
             robots = [slice(i, min(i + size, n_robots)) for i in range(0, n_robots, size)]
             self.batches = list(zip(robots, _in_threads(self._factor, robots), strict=True))
+        infinite = ~np.isfinite(self.mu).all(axis=1)
+        if infinite.any():
+            # Only where a probability (nearly) underflows: the chain then no longer
+            # reaches every vertex in float64.
+            raise _too_extreme(np.flatnonzero(infinite)[0], probabilities, "is not finite")
 
     def logit_gradient(self, g):
         """dJ/dtheta, shape (N, n_edges), from g = dJ/dmu, shape (N, n)."""
@@ -380,8 +391,25 @@ class _SuperLUTeam(_Team):
         return max(1, _BATCH_ROWS // (self.graph.n_vertices - 1))
 
     def _factor(self, robots):
-        pattern = _pattern(self.graph)
-        return _superlu(self.graph, pattern, self.probabilities[robots], self.mu[robots])
+        try:
+            lu, x = _superlu(self.graph, _pattern(self.graph), self.probabilities[robots])
+        except RuntimeError:  # "Factor is exactly singular": a move underflowed
+            robot = robots.start + np.argmin(self.probabilities[robots].min(axis=1))
+            raise _too_extreme(
+                robot, self.probabilities, "cannot be computed (A is singular)"
+            ) from None
+        # x >= 0 exactly; a clearly negative entry is the LU's round-off, not the chain.
+        lost = (x < -1e-8 * np.abs(x).max(axis=1, keepdims=True)).any(axis=1)
+        if lost.any():
+            robot = robots.start + np.flatnonzero(lost)[0]
+            raise _too_extreme(
+                robot,
+                self.probabilities,
+                "lost its accuracy in SuperLU's LU (graphs small enough for an elimination "
+                "plan, up to about 1e4 vertices, are solved without this loss)",
+            )
+        _normalise(x.T, self.mu[robots])
+        return lu
 
     def _adjoint(self, robots, lu, g, h):
         rhs = np.empty((robots.stop - robots.start, self.graph.n_vertices - 1))
@@ -409,8 +437,19 @@ _PLAN_ROWS = 1 << 15
 _PLAN_UPDATES = 1 << 24
 
 
-def _superlu(graph, pattern, probabilities, mu):
-    """SuperLU of the block-diagonal matrix of these robots' A_i; sets their ``mu``."""
+def _too_extreme(robot, probabilities, what):
+    """The error for a robot whose chain float64 cannot resolve."""
+    return FloatingPointError(
+        f"the stationary distribution of robot {robot} {what}, as its transition "
+        f"probabilities span too many orders of magnitude (the smallest is "
+        f"{probabilities[robot].min():.3g})"
+    )
+
+
+def _superlu(graph, pattern, probabilities):
+    """SuperLU of the block-diagonal matrix of these robots' A_i, and the solutions x of
+    their A_i^T x = P_i(0, .) (one row per robot).
+    """
     n_robots, entries = len(probabilities), len(pattern.indices)
     size = graph.n_vertices - 1
     data = np.zeros((n_robots, entries))
@@ -426,9 +465,7 @@ def _superlu(graph, pattern, probabilities, mu):
     )
     rhs = np.empty((n_robots, size))
     _from_first(graph.indptr, graph.indices, probabilities, rhs.T)
-    x = lu.solve(rhs.ravel(), trans="T").reshape(n_robots, size)
-    _normalise(x.T, mu)
-    return lu
+    return lu, lu.solve(rhs.ravel(), trans="T").reshape(n_robots, size)
 
 
 @_jit

@@ -179,6 +179,28 @@ def test_stationary_keeps_every_digit_of_tiny_shares(scale):
         assert mu.min() < 1e-100
 
 
+def test_superlu_refuses_a_distribution_it_lost(monkeypatch):
+    # Logits of spread 20 on a 3,600-vertex grid: the plan resolves shares of 1e-73, but
+    # SuperLU's LU returns a clearly negative share, which must not be clipped and used.
+    g = graph.grid(60, 60)
+    theta = np.random.default_rng(3).standard_normal((3, g.n_edges)) * 20.0
+    assert patrol.stationary(g, theta).min() > 0.0
+    with pytest.raises(FloatingPointError, match="robot 0 lost its accuracy in SuperLU"):
+        patrol.stationary(_solved_by("superlu", g, monkeypatch), theta)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_move_that_underflows_is_reported(solver, monkeypatch):
+    # Vertex 1 stays with probability 1 - e^-800 = 1.0: its exits underflow to 0 and, in
+    # float64, the chain can no longer leave it.
+    g = graph.Graph.from_edges([(0, 1), (1, 2), (2, 0)], directed=True, stay=True)
+    theta = np.zeros((2, g.n_edges))
+    theta[1, (g.sources == 1) & (g.indices == 1)] = 800.0
+    message = r"robot 1 (is not finite|cannot be computed).*smallest is 0\)"
+    with pytest.raises(FloatingPointError, match=message):
+        patrol.value_and_grad(_solved_by(solver, g, monkeypatch), theta)
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("name", ["house", "directed-stay"])
 def test_gradient_matches_central_differences(name, solver, monkeypatch):
