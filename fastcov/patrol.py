@@ -362,7 +362,7 @@ class _PlannedTeam(_Team):
     """
 
     def _batch_size(self):
-        return len(self.probabilities)
+        return max(1, len(self.probabilities))
 
     def _factor(self, robots):
         pattern = _pattern(self.graph)

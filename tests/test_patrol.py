@@ -230,6 +230,14 @@ def test_gradient_matches_the_dense_adjoint_formula(solver, monkeypatch):
         np.testing.assert_allclose(state.grad[i], expected, atol=1e-12 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_team_of_no_robots(solver, monkeypatch):
+    g = _solved_by(solver, graph.load("house"), monkeypatch)
+    state = patrol.value_and_grad(g, np.zeros((0, g.n_edges)))
+    assert state.value == 0.0
+    assert state.grad.shape == (0, g.n_edges) and state.mu.shape == (0, g.n_vertices)
+
+
 def test_a_single_vertex_is_always_covered():
     g = graph.Graph.from_edges([], 1, stay=True)
     state = patrol.value_and_grad(g, np.zeros((2, 1)))
