@@ -238,6 +238,18 @@ def test_a_team_of_no_robots(solver, monkeypatch):
     assert state.grad.shape == (0, g.n_edges) and state.mu.shape == (0, g.n_vertices)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_two_vertices_hand_worked(solver, monkeypatch):
+    # Leaving 0 with probability a and 1 with probability b: mu = (b, a) / (a + b).
+    g = _solved_by(solver, graph.Graph.from_edges([(0, 1)], stay=True), monkeypatch)
+    theta = np.random.default_rng(4).standard_normal((3, g.n_edges))
+    p = patrol.transition_probabilities(g, theta)
+    leave_0 = p[:, (g.sources == 0) & (g.indices == 1)][:, 0]
+    leave_1 = p[:, (g.sources == 1) & (g.indices == 0)][:, 0]
+    expected = np.stack([leave_1, leave_0], axis=1) / (leave_0 + leave_1)[:, np.newaxis]
+    np.testing.assert_allclose(patrol.stationary(g, theta), expected, rtol=1e-14)
+
+
 def test_a_single_vertex_is_always_covered():
     g = graph.Graph.from_edges([], 1, stay=True)
     state = patrol.value_and_grad(g, np.zeros((2, 1)))
