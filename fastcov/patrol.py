@@ -5,7 +5,9 @@ vertex s it takes out-edge e with the softmax probability
 
     P_i(e) = exp(theta_i[e]) / sum_{e' out of s} exp(theta_i[e']),
 
-one logit per directed edge. Its stationary distribution mu_i (mu_i^T P_i = mu_i^T,
+one logit per directed edge, optionally with a floor f: P_i(e) = f + (1 - d(s) f) softmax
+(d(s) the out-degree of s; off by default), so that no move becomes less likely than f,
+however far training drives the logits. Its stationary distribution mu_i (mu_i^T P_i = mu_i^T,
 sum_s mu_i(s) = 1: the long-run share of time robot i spends at s) is unique when the graph
 is strongly connected, and is what the coverage entropy J of :mod:`fastcov` scores.
 
@@ -31,6 +33,7 @@ and the shared terms).
 """
 
 import dataclasses
+import numbers
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
@@ -79,33 +82,38 @@ class PatrolState:
     probabilities: np.ndarray
 
 
-def transition_probabilities(graph, logits):
-    """Softmax over each vertex's out-edges.
+def transition_probabilities(graph, logits, *, floor=0.0):
+    """Softmax over each vertex's out-edges, with an optional floor.
 
     Parameters
     ----------
     graph : fastcov.graph.Graph
     logits : array_like, shape (n_edges,) or (N, n_edges)
         Real, finite.
+    floor : float
+        f in [0, 1 / (largest out-degree)): P(e) = f + (1 - d(s) f) softmax(e) for edge e
+        out of a vertex s of out-degree d(s). 0 (the default) is the plain softmax.
 
     Returns
     -------
     ndarray of float64, the shape of ``logits``
-        Edge probabilities; those of one vertex's out-edges sum to 1.
+        Edge probabilities, each >= floor; those of one vertex's out-edges sum to 1.
 
     Raises
     ------
     ValueError
-        A vertex without out-edges; logits of the wrong shape or not finite.
+        A vertex without out-edges; logits of the wrong shape or not finite; a floor
+        outside its range.
     """
     graph.require_out_edges()
     logits = _check_logits(graph, logits)
+    floor = _check_floor(graph, floor)
     probabilities = np.empty_like(logits)
     _softmax(graph.indptr, _rows(logits), _rows(probabilities))
-    return probabilities
+    return _with_floor(graph, probabilities, floor)
 
 
-def stationary(graph, logits):
+def stationary(graph, logits, *, floor=0.0):
     """Stationary distribution of each robot's chain.
 
     Parameters
@@ -113,6 +121,8 @@ def stationary(graph, logits):
     graph : fastcov.graph.Graph
         Strongly connected.
     logits : array_like, shape (n_edges,) or (N, n_edges)
+    floor : float
+        As for :func:`transition_probabilities`.
 
     Returns
     -------
@@ -129,16 +139,17 @@ def stationary(graph, logits):
         (the message names the robot): some underflow, so the chain no longer reaches
         every vertex; or, on a graph too large for an elimination plan, SuperLU's LU lost
         the accuracy of its distribution (a share came out clearly negative). On graphs
-        with a plan every share keeps full relative accuracy until then.
+        with a plan every share keeps full relative accuracy until then. A ``floor``
+        keeps every probability away from underflow.
     """
     graph.require_strongly_connected()
-    probabilities = transition_probabilities(graph, logits)
+    probabilities = transition_probabilities(graph, logits, floor=floor)
     rows = np.atleast_2d(probabilities)
     mu = _team(graph, rows).mu
     return mu.reshape(probabilities.shape[:-1] + (graph.n_vertices,))
 
 
-def value_and_grad(graph, logits, *, eps=0.0):
+def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
     """J of a team of N robots and its gradient with respect to every edge logit.
 
     Parameters
@@ -150,6 +161,9 @@ def value_and_grad(graph, logits, *, eps=0.0):
     eps : float
         Passed to :func:`fastcov.value_and_grad` (clamps mu(s) inside the log of the
         weights; 0 keeps the exact gradient).
+    floor : float
+        As for :func:`transition_probabilities`; the gradient is that of J through the
+        floored probabilities.
 
     Returns
     -------
@@ -162,17 +176,22 @@ def value_and_grad(graph, logits, *, eps=0.0):
         As :func:`stationary`.
     """
     graph.require_strongly_connected()
-    return _team_state(graph, logits, eps)
+    return _team_state(graph, logits, eps, floor)
 
 
-def _team_state(graph, logits, eps):
+def _team_state(graph, logits, eps, floor):
     """:func:`value_and_grad` on a graph already known to be strongly connected."""
-    probabilities = transition_probabilities(graph, logits)
-    if probabilities.ndim != 2:
+    softmax = transition_probabilities(graph, logits)
+    if softmax.ndim != 2:
         raise ValueError(f"logits must have shape (N, n_edges), got {np.shape(logits)}")
+    floor = _check_floor(graph, floor)
+    probabilities = _with_floor(graph, softmax.copy() if floor else softmax, floor)
     team = _team(graph, probabilities)
     value, g = api.value_and_grad(team.mu, eps, backend="cpu")
-    return PatrolState(value, team.logit_gradient(g), team.mu, probabilities)
+    grad = team.logit_gradient(g, softmax)
+    if floor:
+        grad *= _floor_scale(graph, floor)  # dP/dsoftmax
+    return PatrolState(value, grad, team.mu, probabilities)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +221,7 @@ def train(
     learning_rate=0.1,
     schedule="simultaneous",
     optimizer="adam",
+    floor=0.0,
     logits=None,
     seed=0,
     tol=None,
@@ -225,6 +245,9 @@ def train(
     optimizer : {"adam", "plain"}
         Adam (beta = 0.9, 0.999, epsilon = 1e-8; each robot's bias correction counts its
         own updates), or plain gradient ascent theta <- theta + learning_rate dJ/dtheta.
+    floor : float
+        As for :func:`transition_probabilities`: the robots' chains, J and its gradient
+        are those of the floored probabilities.
     logits : array_like, shape (N, n_edges), optional
         Starting policies. Default: standard normal logits drawn with ``seed`` (identical
         robots would get identical gradients and never spread out).
@@ -246,6 +269,7 @@ def train(
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    floor = _check_floor(graph, floor)
     if logits is None:
         logits = np.random.default_rng(seed).standard_normal((n_robots, graph.n_edges))
     theta = _check_logits(graph, logits)
@@ -261,7 +285,7 @@ def train(
     history = []
     round_length = n_robots if schedule == "one-at-a-time" else 1
     for step in range(iterations + 1):
-        state = _team_state(graph, theta, 0.0)
+        state = _team_state(graph, theta, 0.0, floor)
         history.append(state.value)
         if callback is not None and callback(step, state):
             break
@@ -347,11 +371,13 @@ class _Team:
             # reaches every vertex in float64.
             raise _too_extreme(np.flatnonzero(infinite)[0], probabilities, "is not finite")
 
-    def logit_gradient(self, g):
-        """dJ/dtheta, shape (N, n_edges), from g = dJ/dmu, shape (N, n)."""
+    def logit_gradient(self, g, softmax):
+        """dJ/dtheta, shape (N, n_edges), from g = dJ/dmu, shape (N, n), for P =
+        ``softmax`` (N, n_edges) of theta: dJ/dsoftmax when a floor scales it.
+        """
         h = np.zeros_like(self.mu)
         _in_threads(lambda batch: self._adjoint(*batch, g, h), self.batches)
-        return _softmax_chain_rule(self.graph, self.probabilities, self.mu, h)
+        return _softmax_chain_rule(self.graph, softmax, self.mu, h)
 
 
 class _PlannedTeam(_Team):
@@ -645,6 +671,29 @@ def _chain_rule(indptr, indices, probabilities, mu, h, out):
             for e in edges:
                 term = mu[robot, s] * h[robot, indices[e]]
                 out[robot, e] = probabilities[robot, e] * (term - mean)
+
+
+def _check_floor(graph, floor):
+    degree = int(np.diff(graph.indptr).max(initial=1))
+    if not isinstance(floor, numbers.Real) or not 0.0 <= floor < 1.0 / degree:
+        raise ValueError(
+            f"floor must be a number in [0, 1/{degree}) for {graph.name}, whose busiest "
+            f"vertex has {degree} out-edges; got {floor!r}"
+        )
+    return float(floor)
+
+
+def _with_floor(graph, probabilities, floor):
+    """The softmax ``probabilities`` made floor + (1 - d(s) floor) softmax, in place."""
+    if floor:
+        probabilities *= _floor_scale(graph, floor)
+        probabilities += floor
+    return probabilities
+
+
+def _floor_scale(graph, floor):
+    """1 - d(s) floor for each edge, s its source."""
+    return 1.0 - floor * np.diff(graph.indptr)[graph.sources]
 
 
 def _check_logits(graph, logits):

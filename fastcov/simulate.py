@@ -49,7 +49,7 @@ class Simulation:
     steps: int
 
 
-def simulate(graph, logits, steps, *, start=None, seed=0):
+def simulate(graph, logits, steps, *, start=None, seed=0, floor=0.0):
     """Walk N robots for ``steps`` steps and record where they were.
 
     Step t (t = 0 .. T - 1) records every robot's vertex and then moves each robot along
@@ -70,6 +70,8 @@ def simulate(graph, logits, steps, *, start=None, seed=0):
         when the graph has none.
     seed : int or numpy.random.Generator
         The random draws; the same seed gives the same walk on every machine.
+    floor : float
+        As for :func:`fastcov.patrol.transition_probabilities`.
 
     Returns
     -------
@@ -78,10 +80,11 @@ def simulate(graph, logits, steps, *, start=None, seed=0):
     Raises
     ------
     ValueError
-        A vertex without out-edges, logits of the wrong shape or not finite, a negative
-        step count, a start vertex outside the graph or a start of the wrong length.
+        A vertex without out-edges, logits of the wrong shape or not finite, a floor
+        outside its range, a negative step count, a start vertex outside the graph or a
+        start of the wrong length.
     """
-    probabilities = np.atleast_2d(patrol.transition_probabilities(graph, logits))
+    probabilities = np.atleast_2d(patrol.transition_probabilities(graph, logits, floor=floor))
     n_robots, n_vertices = probabilities.shape[0], graph.n_vertices
     steps = _check_steps(steps)
     start = _start_positions(graph, start, n_robots)

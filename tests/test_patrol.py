@@ -201,6 +201,48 @@ def test_a_move_that_underflows_is_reported(solver, monkeypatch):
         patrol.value_and_grad(_solved_by(solver, g, monkeypatch), theta)
 
 
+def test_a_floor_bounds_every_probability():
+    g = GRAPHS["directed-stay"]  # out-degrees 2 and 3
+    theta = np.random.default_rng(10).standard_normal((2, g.n_edges)) * 50.0
+    plain = patrol.transition_probabilities(g, theta)
+    floored = patrol.transition_probabilities(g, theta, floor=0.01)
+    degree = np.diff(g.indptr)[g.sources]
+    np.testing.assert_allclose(floored, 0.01 + (1.0 - 0.01 * degree) * plain, rtol=1e-15)
+    assert floored.min() >= 0.01 > plain.min()
+    np.testing.assert_allclose(np.add.reduceat(floored, g.indptr[:-1], axis=1), 1.0, rtol=1e-15)
+    np.testing.assert_array_equal(patrol.transition_probabilities(g, theta, floor=0.0), plain)
+    for bad in (-0.1, 1.0 / 3.0, 0.5, "0.1", np.nan):
+        with pytest.raises(ValueError, match=r"floor must be a number in \[0, 1/3\)"):
+            patrol.transition_probabilities(g, theta, floor=bad)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_gradient_with_a_floor_matches_central_differences(solver, monkeypatch):
+    g = _solved_by(solver, GRAPHS["directed-stay"], monkeypatch)
+    theta = np.random.default_rng(11).standard_normal((3, g.n_edges))
+    state = patrol.value_and_grad(g, theta, floor=0.02)
+    np.testing.assert_allclose(
+        state.probabilities, patrol.transition_probabilities(g, theta, floor=0.02)
+    )
+    numeric = central_differences(
+        lambda at: patrol.value_and_grad(g, at, floor=0.02).value, theta, 1e-6
+    )
+    np.testing.assert_allclose(state.grad, numeric, atol=1e-8 * np.abs(numeric).max())
+
+
+def test_a_floor_keeps_an_underflowing_move_alive():
+    # As below, where the plain softmax raises: with a floor the chain stays irreducible.
+    g = graph.Graph.from_edges([(0, 1), (1, 2), (2, 0)], directed=True, stay=True)
+    theta = np.zeros((2, g.n_edges))
+    theta[1, (g.sources == 1) & (g.indices == 1)] = 800.0
+    state = patrol.value_and_grad(g, theta, floor=1e-9)
+    assert np.isfinite(state.grad).all()
+    # Robot 1 stays at vertex 1 for 1 / 1e-9 steps on average, and a few steps elsewhere.
+    assert state.mu[1, 1] == pytest.approx(1.0, abs=1e-8)
+    trained = patrol.train(g, 2, iterations=3, logits=theta, floor=1e-9)
+    assert trained.history.shape == (4,)
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("name", ["house", "directed-stay"])
 def test_gradient_matches_central_differences(name, solver, monkeypatch):

@@ -55,6 +55,19 @@ def test_a_zero_probability_edge_is_never_taken():
     assert result.visits[0, 0] == result.visits[0, 1] == 0.5
 
 
+def test_a_floor_opens_the_zero_probability_edge():
+    # The same walk with a floor of 0.1: edge 0 -> 2 now has probability 0.1, so the
+    # shares converge to the floored chain's stationary distribution (the 2e5-step
+    # standard error is about 2e-3).
+    g = graph.Graph.from_edges([(0, 1), (1, 0), (0, 2), (2, 0)], directed=True)
+    theta = np.zeros(g.n_edges)
+    theta[1] = -800.0
+    result = simulate.simulate(g, theta, 200_000, start=0, seed=1, floor=0.1)
+    mu = patrol.stationary(g, theta, floor=0.1)
+    np.testing.assert_allclose(mu, [0.5, 0.45, 0.05], rtol=1e-14)  # by hand
+    np.testing.assert_allclose(result.visits[0], mu, atol=1e-2)
+
+
 def test_same_seed_same_walk_and_default_start():
     g = graph.load("office")
     theta = np.random.default_rng(5).standard_normal((2, g.n_edges))
