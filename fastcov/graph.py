@@ -188,6 +188,13 @@ class Graph:
         sources.setflags(write=False)
         return sources
 
+    @functools.cached_property
+    def out_degrees(self):
+        """Number of out-edges of every vertex, shape (n,), read-only."""
+        degrees = np.diff(self.indptr)
+        degrees.setflags(write=False)
+        return degrees
+
     def label(self, vertex):
         """The caller's name of vertex index ``vertex`` (a Python object, not a NumPy scalar)."""
         label = self.labels[vertex]
@@ -233,7 +240,7 @@ class Graph:
     @functools.cached_property
     def _first_stuck(self):
         """The first vertex without out-edges, or None."""
-        stuck = np.flatnonzero(np.diff(self.indptr) == 0)
+        stuck = np.flatnonzero(self.out_degrees == 0)
         return int(stuck[0]) if stuck.size else None
 
     @functools.cached_property

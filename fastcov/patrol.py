@@ -674,7 +674,9 @@ def _chain_rule(indptr, indices, probabilities, mu, h, out):
 
 
 def _check_floor(graph, floor):
-    degree = int(np.diff(graph.indptr).max(initial=1))
+    if type(floor) is float and floor == 0.0:
+        return floor  # the default, checked on every step: no reduction over the graph
+    degree = int(graph.out_degrees.max(initial=1))
     if not isinstance(floor, numbers.Real) or not 0.0 <= floor < 1.0 / degree:
         raise ValueError(
             f"floor must be a number in [0, 1/{degree}) for {graph.name}, whose busiest "
@@ -693,7 +695,7 @@ def _with_floor(graph, probabilities, floor):
 
 def _floor_scale(graph, floor):
     """1 - d(s) floor for each edge, s its source."""
-    return 1.0 - floor * np.diff(graph.indptr)[graph.sources]
+    return 1.0 - floor * graph.out_degrees[graph.sources]
 
 
 def _check_logits(graph, logits):

@@ -77,7 +77,8 @@ def test_a_graph_is_immutable_and_owns_its_arrays():
     g = graph.Graph(indptr, indices, np.arange(2))
     indices[:] = 0  # the caller's array: the graph keeps its own copy
     np.testing.assert_array_equal(g.indices, [1, 0])
-    for array in (g.indptr, g.indices, g.labels, g.sources):
+    np.testing.assert_array_equal(g.out_degrees, [1, 1])
+    for array in (g.indptr, g.indices, g.labels, g.sources, g.out_degrees):
         with pytest.raises(ValueError, match="read-only"):
             array[0] = 1
     g.require_strongly_connected()
