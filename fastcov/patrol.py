@@ -107,10 +107,7 @@ def transition_probabilities(graph, logits, *, floor=0.0):
     """
     graph.require_out_edges()
     logits = _check_logits(graph, logits)
-    floor = _check_floor(graph, floor)
-    probabilities = np.empty_like(logits)
-    _softmax(graph.indptr, _rows(logits), _rows(probabilities))
-    return _with_floor(graph, probabilities, floor)
+    return _with_floor(graph, _softmax_of(graph, logits), _check_floor(graph, floor))
 
 
 def stationary(graph, logits, *, floor=0.0):
@@ -176,15 +173,17 @@ def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
         As :func:`stationary`.
     """
     graph.require_strongly_connected()
-    return _team_state(graph, logits, eps, floor)
+    return _team_state(graph, logits, eps, _check_floor(graph, floor))
 
 
 def _team_state(graph, logits, eps, floor):
-    """:func:`value_and_grad` on a graph already known to be strongly connected."""
-    softmax = transition_probabilities(graph, logits)
-    if softmax.ndim != 2:
-        raise ValueError(f"logits must have shape (N, n_edges), got {np.shape(logits)}")
-    floor = _check_floor(graph, floor)
+    """:func:`value_and_grad` on a graph already known to be strongly connected, with a
+    floor already checked.
+    """
+    logits = _check_logits(graph, logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (N, n_edges), got {logits.shape}")
+    softmax = _softmax_of(graph, logits)
     probabilities = _with_floor(graph, softmax.copy() if floor else softmax, floor)
     team = _team(graph, probabilities)
     value, g = api.value_and_grad(team.mu, eps, backend="cpu")
@@ -674,8 +673,6 @@ def _chain_rule(indptr, indices, probabilities, mu, h, out):
 
 
 def _check_floor(graph, floor):
-    if type(floor) is float and floor == 0.0:
-        return floor  # the default, checked on every step: no reduction over the graph
     degree = int(graph.out_degrees.max(initial=1))
     if not isinstance(floor, numbers.Real) or not 0.0 <= floor < 1.0 / degree:
         raise ValueError(
@@ -683,6 +680,13 @@ def _check_floor(graph, floor):
             f"vertex has {degree} out-edges; got {floor!r}"
         )
     return float(floor)
+
+
+def _softmax_of(graph, logits):
+    """The softmax of checked ``logits``, shape (n_edges,) or (N, n_edges)."""
+    probabilities = np.empty_like(logits)
+    _softmax(graph.indptr, _rows(logits), _rows(probabilities))
+    return probabilities
 
 
 def _with_floor(graph, probabilities, floor):
