@@ -5,6 +5,9 @@ mu's size (the floor for value_and_grad: one read of mu, one write of g; it is m
 which streams its stores), "scale" does the same with ordinary stores and one multiply,
 "read" only reads mu. Effective bandwidth = (bytes of mu + bytes of g) / time (mu alone for "read").
 
+Host rows are compared with the host's copy and the naive NumPy formula, device rows with
+a device-to-device copy and ``torch.compile`` of the objective (SPEC section 4).
+
 Usage (from a checkout): ``python -m bench`` for the full report (N in {2, 8, 32}, S in
 {1e3, 1e5, 1e7}, float64 and float32, then compile latency, per-call time, peak memory and
 thread scaling), ``--quick`` for about a minute, ``--sizes 8x1e7,2x1e5``, ``--dtype
@@ -44,8 +47,12 @@ def main(argv=None):
         reason = implementations.available(name)
         if reason:
             print(f"# {name}: not run ({reason})")
+    print(
+        "# x copy, x naive: against the copy and the baseline of the row's own place; "
+        "on the device the naive baseline is torch-compile"
+    )
     header = ("implementation", "N", "S", "dtype", "median ms", "GB/s", "x copy", "x naive")
-    print("{:18} {:>3} {:>6} {:8} {:>10} {:>7} {:>7} {:>8}".format(*header))
+    print("{:21} {:>3} {:>6} {:8} {:>10} {:>7} {:>7} {:>8}".format(*header))
     for dtype in args.dtype:
         for n_agents, n_states in sizes:
             report["rows"] += _size(names, n_agents, n_states, dtype, repeat)
@@ -58,17 +65,24 @@ def main(argv=None):
 
 
 def _size(names, n_agents, n_states, dtype, repeat):
-    """Time every runnable implementation at one size; print and return the rows."""
+    """Time every runnable implementation at one size, with the copy and the baseline of
+    each place it runs in; print and return the rows.
+    """
     mu = np.random.default_rng(0).random((n_agents, n_states)).astype(dtype)
+    places = {implementations.place(name) for name in names}
+    references = [table[where] for where in sorted(places) for table in _REFERENCES]
     seconds = {}
-    for name in ("copy", "naive", *names):
+    for name in (*references, *names):
         if name in seconds or implementations.skip_reason(name, n_agents, n_states):
             continue
         seconds[name] = measure.median_seconds(implementations.build(name, mu), repeat)
+        implementations.release()
     rows = []
     for name in names:
         if name not in seconds:
             continue
+        where = implementations.place(name)
+        copy, baseline = (seconds.get(table[where], np.nan) for table in _REFERENCES)
         row = {
             "implementation": name,
             "N": n_agents,
@@ -76,16 +90,19 @@ def _size(names, n_agents, n_states, dtype, repeat):
             "dtype": np.dtype(dtype).name,
             "seconds": seconds[name],
             "GB/s": implementations.bytes_moved(name, mu) / seconds[name] / 1e9,
-            "x copy": seconds["copy"] / seconds[name],
-            "x naive": seconds["naive"] / seconds[name],
+            "x copy": copy / seconds[name],
+            "x naive": baseline / seconds[name],
         }
         rows.append(row)
         print(
-            f"{name:18} {n_agents:3d} {n_states:6.0e} {row['dtype']:8} "
+            f"{name:21} {n_agents:3d} {n_states:6.0e} {row['dtype']:8} "
             f"{row['seconds'] * 1e3:10.3f} {row['GB/s']:7.1f} {row['x copy']:7.2f} "
             f"{row['x naive']:8.1f}"
         )
     return rows
+
+
+_REFERENCES = (implementations.COPY, implementations.BASELINE)
 
 
 def _side_measurements(repeat):

@@ -3,7 +3,13 @@
 ``build(name, mu)`` prepares one implementation for one input (copies to the device,
 allocates ``out``, compiles) and returns a zero-argument callable that computes (J, g) and
 waits for it. Every implementation computes the same objective; the roofline entries
-("copy", "scale", "read") move the same bytes and compute (next to) nothing.
+("copy", "scale", "read", "cuda-copy") move the same bytes and compute (next to) nothing.
+
+Each implementation runs in one place, the host or the device, and is compared with the
+copy and the baseline of its own place: host rows with "copy" and the naive NumPy formula,
+device rows with "cuda-copy" (a device-to-device copy of the same bytes) and
+"torch-compile" (``torch.compile`` of the naive objective, differentiated by autograd:
+SPEC section 4's GPU baseline).
 
 "copy" is a loop LLVM turns into a call of the C library's memcpy, which writes large
 arrays with non-temporal stores: it skips reading g's lines before writing them. "scale"
@@ -11,24 +17,46 @@ arrays with non-temporal stores: it skips reading g's lines before writing them.
 reaches: on the machine of bench/RESULTS.md, 0.57x copy at N = 8, S = 1e7.
 """
 
+import gc
+
 import numba
 import numpy as np
 
 import fastcov
 
-#: name -> (description, what it needs installed or None)
+#: name -> (description, what it needs installed or None, where it runs)
 IMPLEMENTATIONS = {
-    "copy": ("copy of the same bytes: read mu, write an array of mu's size", None),
-    "scale": ("g = 0.5 mu over the same bytes: ordinary stores, vectorised", None),
-    "read": ("read-only reduction over mu", None),
-    "fastcov-cpu-out": ("fastcov cpu, out=", None),
-    "fastcov-cpu": ("fastcov cpu, allocating", None),
-    "fastcov-cuda": ("fastcov cuda, device arrays, out=", "cuda"),
-    "naive": ("naive NumPy formula (1 - prod, division by 1 - mu_i)", None),
-    "reference": ("fastcov's NumPy reference (readable, (N, S) temporaries)", None),
-    "jax-jit": ("JAX jit(value_and_grad) of the naive objective", "jax"),
+    "copy": ("copy of the same bytes: read mu, write an array of mu's size", None, "host"),
+    "scale": ("g = 0.5 mu over the same bytes: ordinary stores, vectorised", None, "host"),
+    "read": ("read-only reduction over mu", None, "host"),
+    "fastcov-cpu-out": ("fastcov cpu, out=", None, "host"),
+    "fastcov-cpu": ("fastcov cpu, allocating", None, "host"),
+    "naive": ("naive NumPy formula (1 - prod, division by 1 - mu_i)", None, "host"),
+    "reference": ("fastcov's NumPy reference (readable, (N, S) temporaries)", None, "host"),
+    "jax-jit": ("JAX jit(value_and_grad) of the naive objective, on the CPU", "jax", "host"),
+    "cuda-copy": ("device-to-device copy of the same bytes", "cuda", "device"),
+    "fastcov-cuda": ("fastcov cuda, device arrays, out=", "cuda", "device"),
+    "fastcov-cuda-general": (
+        "fastcov cuda with the any-N kernel at every N (no unrolled kernel)",
+        "cuda",
+        "device",
+    ),
+    "torch-compile": (
+        "torch.compile of the naive objective, gradient by autograd",
+        "torch-cuda",
+        "device",
+    ),
+    "torch-compile-formula": (
+        "torch.compile of the naive closed form (J and g written out)",
+        "torch-cuda",
+        "device",
+    ),
 }
-ROOFLINE = ("copy", "scale", "read")
+ROOFLINE = ("copy", "scale", "read", "cuda-copy")
+
+#: The copy and the baseline every row of a place is compared with.
+COPY = {"host": "copy", "device": "cuda-copy"}
+BASELINE = {"host": "naive", "device": "torch-compile"}
 
 #: The reference allocates several (N, S) float64 temporaries: skip it above this size.
 REFERENCE_MAX_ELEMENTS = 10**8
@@ -39,6 +67,15 @@ def available(name):
     needs = IMPLEMENTATIONS[name][1]
     if needs == "cuda" and "cuda" not in fastcov.available_backends():
         return "the CUDA backend cannot run here"
+    if needs == "cuda" and numba.config.ENABLE_CUDASIM:
+        return "the CUDA simulator times Python, not a GPU"
+    if needs == "torch-cuda":
+        try:
+            import torch
+        except ImportError:
+            return "PyTorch is not installed"
+        if not torch.cuda.is_available():
+            return "PyTorch sees no GPU"
     if needs == "jax":
         try:
             import jax  # noqa: F401
@@ -60,11 +97,39 @@ def bytes_moved(name, mu):
     return mu.nbytes if name == "read" else 2 * mu.nbytes
 
 
+def place(name):
+    """Where ``name`` runs: "host" or "device"."""
+    return IMPLEMENTATIONS[name][2]
+
+
 def build(name, mu):
     """A zero-argument callable running ``name`` on ``mu`` (N, S); it returns (J, g) on the
     host's terms: J a float, g an array-like (a device array for the GPU entries).
     """
     return _BUILDERS[name](mu)
+
+
+def to_host(g):
+    """``g`` as returned by an implementation (NumPy, numba device, JAX or torch), on the host."""
+    if hasattr(g, "copy_to_host"):
+        return g.copy_to_host()
+    if hasattr(g, "detach"):
+        return g.detach().cpu().numpy()
+    return np.asarray(g)
+
+
+def release():
+    """Free what finished implementations left cached on the device (PyTorch's allocator)."""
+    gc.collect()
+    torch = _imported("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _imported(module):
+    import sys
+
+    return sys.modules.get(module)
 
 
 def naive_value_and_grad(mu):
@@ -111,12 +176,42 @@ def _fastcov_cpu(mu):
     return lambda: fastcov.value_and_grad(mu, backend="cpu")
 
 
+def _cuda_copy(mu):
+    from numba import cuda
+
+    source = cuda.to_device(mu)
+    target = cuda.device_array_like(source)
+
+    def run():
+        target.copy_to_device(source)
+        cuda.synchronize()
+        return None, target
+
+    return run
+
+
 def _fastcov_cuda(mu):
     from numba import cuda
 
     device = cuda.to_device(mu)
     g = cuda.device_array_like(device)
     return lambda: fastcov.value_and_grad(device, out=g)  # J's copy-back synchronises
+
+
+def _fastcov_cuda_general(mu):
+    from fastcov import _config
+
+    run = _fastcov_cuda(mu)
+
+    def general():
+        unrolled = _config.CUDA_UNROLLED_AGENTS
+        _config.CUDA_UNROLLED_AGENTS = 0
+        try:
+            return run()
+        finally:
+            _config.CUDA_UNROLLED_AGENTS = unrolled
+
+    return general
 
 
 def _naive(mu):
@@ -138,11 +233,48 @@ def _jax_jit(mu):
         return -jnp.sum(m * jnp.log(m))
 
     value_and_grad = jax.jit(jax.value_and_grad(objective))
-    x = jnp.asarray(mu)
+    x = jax.device_put(mu, jax.devices("cpu")[0])  # a host baseline, also where JAX has a GPU
 
     def run():
         value, g = value_and_grad(x)
         g.block_until_ready()
+        return float(value), g
+
+    return run
+
+
+def _torch_compile(mu):
+    import torch
+
+    def objective(x):
+        m = 1.0 - torch.prod(1.0 - x, dim=0)
+        return -(m * torch.log(m)).sum()
+
+    compiled = torch.compile(objective)
+    x = torch.as_tensor(mu, device="cuda").requires_grad_()
+
+    def run():
+        value = compiled(x)
+        (g,) = torch.autograd.grad(value, x)
+        return float(value.detach()), g  # float() waits for the device
+
+    return run
+
+
+def _torch_compile_formula(mu):
+    import torch
+
+    def value_and_grad(x):
+        q = torch.prod(1.0 - x, dim=0)
+        m = 1.0 - q
+        log_m = torch.log(m)
+        return -(m * log_m).sum(), -(log_m + 1.0) * q / (1.0 - x)
+
+    compiled = torch.compile(value_and_grad)
+    x = torch.as_tensor(mu, device="cuda")
+
+    def run():
+        value, g = compiled(x)
         return float(value), g
 
     return run
@@ -154,7 +286,11 @@ _BUILDERS = {
     "read": _read,
     "fastcov-cpu-out": _fastcov_cpu_out,
     "fastcov-cpu": _fastcov_cpu,
+    "cuda-copy": _cuda_copy,
     "fastcov-cuda": _fastcov_cuda,
+    "fastcov-cuda-general": _fastcov_cuda_general,
+    "torch-compile": _torch_compile,
+    "torch-compile-formula": _torch_compile_formula,
     "naive": _naive,
     "reference": _reference,
     "jax-jit": _jax_jit,

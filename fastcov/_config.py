@@ -35,6 +35,11 @@ CUDA_THREADS_PER_BLOCK = 256
 #: states. Fixed, not taken from the device, so J is summed in the same order everywhere.
 CUDA_MAX_BLOCKS = 8192
 
+#: Up to this many agents, the CUDA sweep is compiled for the exact agent count (once per
+#: count): its agent loops unroll and a state's mu column stays in registers, so mu is read
+#: once. Above it, one general kernel keeps the prefix products in g (see fastcov.cuda).
+CUDA_UNROLLED_AGENTS = 16
+
 #: Blocks per (agent, parameter) row in the CUDA policy-gradient contraction.
 CUDA_CONTRACT_BLOCKS = 64
 

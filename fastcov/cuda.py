@@ -10,11 +10,13 @@ walks the agents along the slow axis, so every read ``mu[i, s]`` of a warp is co
 The grid, ``_grid(S)``, depends on S and the configuration only, never on the device,
 so J is summed in the same order on every call:
 
-1. forward over agents: check mu_i(s) in [0, 1] (a flag, no extra pass), store the
-   exclusive prefix product prod_{j<i} (1 - mu_j(s)) into g[i, s] (the output doubles as
-   scratch: the line is in L2 when it is read back, so DRAM still sees one write of g),
-   and update m <- m + mu_i q, q <- q (1 - mu_i) -- every term non-negative, so tiny mu
-   keeps full relative accuracy;
+1. forward over agents: check mu_i(s) in [0, 1] (a flag, no extra pass), keep the
+   exclusive prefix product prod_{j<i} (1 - mu_j(s)), and update m <- m + mu_i q,
+   q <- q (1 - mu_i) -- every term non-negative, so tiny mu keeps full relative accuracy.
+   Up to ``_config.CUDA_UNROLLED_AGENTS`` agents the kernel is compiled for the exact
+   count and the column mu[:, s] and its prefix products stay in registers; above it the
+   prefix products are stored into g[i, s] (the output doubles as scratch) and mu is read
+   again in step 3;
 2. log mu(s) = log1p(-q) where q < 1/2, else log(m) (libdevice, within 2 ulp);
 3. backward over agents with the suffix product r, which starts at the weight
    -(log max(mu(s), eps) + 1): g[i, s] <- g[i, s] * r, r <- r (1 - mu_i(s)). No division
@@ -33,10 +35,12 @@ entry, found by a second kernel (an integer atomic min) only on that error path.
 """
 
 import math
+import warnings
 
 import numpy as np
 from numba import config as _numba_config
 from numba import float64 as _numba_float64
+from numba.core.errors import NumbaPerformanceWarning
 
 from . import _config
 from ._errors import InvalidValues
@@ -145,7 +149,7 @@ def policy_gradient(mu, dmu, eps, out, check, stream=0):
         _launch_sweep(mu[:, s0:s1], eps, check, _WRITE_GRADIENT, stream, flags, grad_out=g)
         for row0 in range(0, rows, _MAX_GRID_Y):  # gridDim.y is at most 65535
             grid = (blocks, min(_MAX_GRID_Y, rows - row0))
-            _contract_kernel[grid, threads, stream, _shared_bytes(threads)](
+            _launch(_contract_kernel, grid, threads, stream, _shared_bytes(threads))(
                 g, dmu, s0, s1 - s0, row0, check, partials[k], flags
             )
     bad = flags.copy_to_host(stream=stream)
@@ -352,7 +356,8 @@ def _launch_sweep(mu, eps, check, what, stream, flags, states_out=None, grad_out
     threads, blocks = _config.CUDA_THREADS_PER_BLOCK, _grid(mu.shape[1])
     partials = cuda.device_array(blocks, np.float64, stream=stream)
     log_eps = math.log(eps) if eps > 0.0 else -math.inf
-    _sweep_kernel[blocks, threads, stream, _shared_bytes(threads)](
+    kernel = _sweep_kernel(mu.shape[0])
+    _launch(kernel, blocks, threads, stream, _shared_bytes(threads))(
         mu, eps, log_eps, check, what, states_out, grad_out, partials, flags
     )
     return partials
@@ -371,15 +376,46 @@ def _shared_bytes(threads):
     return threads * 8
 
 
+def _launch(kernel, grid, threads, stream, shared_bytes=0):
+    """``kernel[grid, threads, stream, shared_bytes]``, the launcher to call with the arguments.
+
+    numba warns (NumbaPerformanceWarning) at every launch of fewer than 128 blocks; a small
+    input gets a small grid on purpose here, so that warning is silenced for these launches
+    (and only these: the filter is set only while the grid is small).
+    """
+    blocks = grid if isinstance(grid, int) else math.prod(grid)
+    if _SIMULATOR or blocks >= 128:
+        return kernel[grid, threads, stream, shared_bytes]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Grid size", NumbaPerformanceWarning)
+        return kernel[grid, threads, stream, shared_bytes]
+
+
+def _sweep_kernel(n_agents):
+    """The sweep for mu of ``n_agents`` rows: the unrolled one up to
+    ``_config.CUDA_UNROLLED_AGENTS`` agents, the general one above.
+    """
+    agents = n_agents if n_agents <= _config.CUDA_UNROLLED_AGENTS else 0
+    kernel = _SWEEPS.get(agents)
+    if kernel is None:
+        kernel = _SWEEPS[agents] = _make_sweep_kernel(agents)
+    return kernel
+
+
+_SWEEPS = {}
+
+
 def _launch_elementwise(kernel, source, target, stream):
     threads = _config.CUDA_THREADS_PER_BLOCK
-    kernel[_grid(source.size), threads, stream](source, target)
+    _launch(kernel, _grid(source.size), threads, stream)(source, target)
 
 
 def _fill(out, value, stream):
     flat = out.reshape(out.size)
     if flat.size:
-        _fill_kernel[_grid(flat.size), _config.CUDA_THREADS_PER_BLOCK, stream](flat, value)
+        _launch(_fill_kernel, _grid(flat.size), _config.CUDA_THREADS_PER_BLOCK, stream)(
+            flat, value
+        )
     stream_synchronize(stream)
 
 
@@ -387,7 +423,7 @@ def _raise_first_bad(array, name, stream):
     """Find the first (C order) bad entry of ``array`` on the device; raise InvalidValues."""
     flat = array.reshape(array.size)
     first = cuda.to_device(np.array([flat.size], np.int64), stream=stream)
-    _first_bad_kernel[_grid(flat.size), _config.CUDA_THREADS_PER_BLOCK, stream](
+    _launch(_first_bad_kernel, _grid(flat.size), _config.CUDA_THREADS_PER_BLOCK, stream)(
         flat, name == "dmu", first
     )
     index = int(first.copy_to_host(stream=stream)[0])
@@ -430,37 +466,60 @@ if cuda is not None:
             step //= 2
         return cache[0]
 
-    @cuda.jit
-    def _sweep_kernel(mu, eps, log_eps, check, what, states_out, grad_out, partials, flags):
-        n_agents, n_states = mu.shape
-        total = 0.0
-        for s in range(cuda.grid(1), n_states, cuda.gridsize(1)):
-            m = 0.0
-            q = 1.0
-            for i in range(n_agents):
-                x = float(mu[i, s])
-                if check and not (x >= 0.0 and x <= 1.0):
-                    flags[0] = 1
-                if what == 3:  # _WRITE_GRADIENT: the prefix product, read back below
-                    grad_out[i, s] = q
-                m += x * q
-                q *= 1.0 - x
-            log_m = _log_coverage(m, q)
-            if m > 0.0:
-                total -= m * log_m
-            if what == 1:  # _WRITE_COVERAGE
-                states_out[s] = m
-            elif what == 2:  # _WRITE_WEIGHTS
-                states_out[s] = _log_weight(m, log_m, eps, log_eps) * q
-            elif what == 3:
-                r = -_log_weight(m, log_m, eps, log_eps)
-                for k in range(n_agents):
-                    i = n_agents - 1 - k
-                    grad_out[i, s] = float(grad_out[i, s]) * r
-                    r *= 1.0 - float(mu[i, s])
-        block_total = _block_total(total)
-        if cuda.threadIdx.x == 0:
-            partials[cuda.blockIdx.x] = block_total
+    def _make_sweep_kernel(agents):
+        """The sweep kernel for exactly ``agents`` agents, or for any number when 0.
+
+        With the count fixed at compile time the agent loops unroll and each state's mu
+        column and prefix products stay in registers: mu is read once and g written once.
+        For any count, the prefix products go through g itself (see the module docstring)
+        and mu is read twice (the second read mostly from L2).
+        """
+        held = agents > 0
+        size = max(agents, 1)
+
+        @cuda.jit
+        def sweep(mu, eps, log_eps, check, what, states_out, grad_out, partials, flags):
+            n_agents = agents if held else mu.shape[0]
+            column = cuda.local.array(size, _numba_float64)
+            prefix = cuda.local.array(size, _numba_float64)
+            total = 0.0
+            for s in range(cuda.grid(1), mu.shape[1], cuda.gridsize(1)):
+                m = 0.0
+                q = 1.0
+                for i in range(n_agents):
+                    x = float(mu[i, s])
+                    if check and not (x >= 0.0 and x <= 1.0):
+                        flags[0] = 1
+                    if what == 3:  # _WRITE_GRADIENT: the prefix product, used below
+                        if held:
+                            column[i] = x
+                            prefix[i] = q
+                        else:
+                            grad_out[i, s] = q
+                    m += x * q
+                    q *= 1.0 - x
+                log_m = _log_coverage(m, q)
+                if m > 0.0:
+                    total -= m * log_m
+                if what == 1:  # _WRITE_COVERAGE
+                    states_out[s] = m
+                elif what == 2:  # _WRITE_WEIGHTS
+                    states_out[s] = _log_weight(m, log_m, eps, log_eps) * q
+                elif what == 3:
+                    r = -_log_weight(m, log_m, eps, log_eps)
+                    for k in range(n_agents):
+                        i = n_agents - 1 - k
+                        if held:
+                            grad_out[i, s] = prefix[i] * r
+                            r *= 1.0 - column[i]
+                        else:
+                            grad_out[i, s] = float(grad_out[i, s]) * r
+                            r *= 1.0 - float(mu[i, s])
+            block_total = _block_total(total)
+            if cuda.threadIdx.x == 0:
+                partials[cuda.blockIdx.x] = block_total
+
+        return sweep
 
     @cuda.jit
     def _contract_kernel(g, dmu, s0, n, row0, check, partials, flags):
@@ -510,21 +569,20 @@ def kernel_signatures(dtype):
     real = types.float32 if np.dtype(dtype) == np.float32 else types.float64
     f64, i32 = types.float64, types.int32
     matrix = types.Array(real, 2, "A")
+    sweep = (
+        matrix,
+        f64,
+        f64,
+        types.boolean,
+        types.int64,
+        types.Array(real, 1, "C"),
+        types.Array(real, 2, "C"),
+        types.Array(f64, 1, "C"),
+        types.Array(i32, 1, "C"),
+    )
     return {
-        "sweep": (
-            _sweep_kernel.py_func,
-            (
-                matrix,
-                f64,
-                f64,
-                types.boolean,
-                types.int64,
-                types.Array(real, 1, "C"),
-                types.Array(real, 2, "C"),
-                types.Array(f64, 1, "C"),
-                types.Array(i32, 1, "C"),
-            ),
-        ),
+        "sweep": (_make_sweep_kernel(0).py_func, sweep),
+        "sweep (8 agents, unrolled)": (_make_sweep_kernel(8).py_func, sweep),
         "contract": (
             _contract_kernel.py_func,
             (

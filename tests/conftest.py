@@ -1,7 +1,8 @@
 """Shared fixtures. Under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1, its own pytest run in
 .ci/run) the backend-parametrised tests run against backend="cuda" with tiny blocks, so
 several blocks and the cross-block reductions are exercised; tests that do not take the
-``backend`` fixture and are not marked ``cuda`` are deselected there."""
+``backend`` fixture and are not marked ``cuda`` are deselected there. On a machine with a
+real GPU, the plain run adds backend="cuda" (default blocks) to "cpu" and "numpy"."""
 
 import os
 
@@ -9,7 +10,19 @@ import numpy as np
 import pytest
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-BACKENDS = ["cuda"] if SIMULATOR else ["cpu", "numpy"]
+
+
+def _real_gpu():
+    """True where the CUDA backend runs on a real device (not the simulator)."""
+    if SIMULATOR:
+        return False
+    import fastcov
+
+    return "cuda" in fastcov.available_backends()
+
+
+REAL_GPU = _real_gpu()
+BACKENDS = ["cuda"] if SIMULATOR else ["cpu", "numpy", *(["cuda"] if REAL_GPU else [])]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -49,6 +49,27 @@ def test_device_input_gives_device_results(cuda, dtype):
     assert J == fastcov.entropy(device)  # same sweep, same order
 
 
+@pytest.mark.parametrize("n_agents", [1, 8, 16, 17])
+def test_unrolled_sweep_matches_the_general_one_and_the_exact_values(
+    cuda, monkeypatch, n_agents, dtype
+):
+    from fastcov import _config
+
+    mu = hard_inputs(n_agents, 700, seed=n_agents, dtype=dtype)
+    value, _, _, grads = exact(mu, 1e-12)
+    factor = weight_factor(mu, 1e-12)
+    J, g = fastcov.value_and_grad(mu, 1e-12, backend="cuda")
+    monkeypatch.setattr(_config, "CUDA_UNROLLED_AGENTS", 0)  # every count: the general kernel
+    J_general, g_general = fastcov.value_and_grad(mu, 1e-12, backend="cuda")
+    assert J == J_general  # the same float64 arithmetic in the same order
+    if dtype == np.float64:
+        np.testing.assert_array_equal(g, g_general)
+    # float32: the general kernel rounds each prefix product to float32 (it is kept in g)
+    for result in (g, g_general):
+        assert_close(result, np.array(grads).reshape(mu.shape), dtype, "grad", n_agents, factor)
+    assert_close(J, value, dtype, "entropy")
+
+
 def test_entropy_is_bit_identical_across_calls_and_matches_fsum(cuda):
     mu = hard_inputs(3, 301, seed=11)
     device = cuda.to_device(mu)

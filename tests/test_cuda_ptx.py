@@ -40,7 +40,7 @@ def compile_ptx():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_kernels_compile_for_sm90_without_float_atomics(compile_ptx, dtype):
     ptx = compile_ptx(dtype)
-    assert set(ptx) == {"sweep", "contract", "first_bad"}
+    assert set(ptx) == {"sweep", "sweep (8 agents, unrolled)", "contract", "first_bad"}
     for name, text in ptx.items():
         assert ".target sm_90" in text, name
         assert not FLOAT_ATOMIC.search(text), (
@@ -50,6 +50,9 @@ def test_kernels_compile_for_sm90_without_float_atomics(compile_ptx, dtype):
     width = "f32" if dtype == np.float32 else "f64"
     assert re.search(rf"ld\.global(\.\w+)*\.{width}", ptx["sweep"])
     assert "bar.sync" in ptx["sweep"] and "st.shared.f64" in ptx["sweep"]
+    # With the agent count fixed, the column mu[:, s] and its prefix products live in
+    # registers, not in local memory (a per-thread stack that lives in DRAM).
+    assert ".local" not in ptx["sweep (8 agents, unrolled)"]
     # The only atomic anywhere: the integer min that locates a bad value.
     assert re.search(r"atom\.global\.min\.s64", ptx["first_bad"])
 
