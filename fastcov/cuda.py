@@ -413,9 +413,7 @@ def _launch_elementwise(kernel, source, target, stream):
 def _fill(out, value, stream):
     flat = out.reshape(out.size)
     if flat.size:
-        _launch(_fill_kernel, _grid(flat.size), _config.CUDA_THREADS_PER_BLOCK, stream)(
-            flat, value
-        )
+        _launch(_fill_kernel, _grid(flat.size), _config.CUDA_THREADS_PER_BLOCK, stream)(flat, value)
     stream_synchronize(stream)
 
 
