@@ -8,7 +8,7 @@
 set -uo pipefail
 part=$1
 out=${2:-.}
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 python=python3
 run() {  # run SECONDS NAME COMMAND...: a bounded step, its output kept in OUTDIR/NAME.log
     local seconds=$1 name=$2

@@ -87,7 +87,8 @@ def test_device_out_is_filled_and_returned(cuda, dtype):
     np.testing.assert_array_equal(_host(out), _host(fastcov.grad(mu)))
     states = cuda.device_array((4, 5), dtype)
     assert fastcov.coverage(mu, out=states) is states
-    np.testing.assert_array_equal(_host(states), fastcov.coverage(_host(mu)))
+    # the same kernel on host input (the CPU's rounding differs: no FMA contraction)
+    np.testing.assert_array_equal(_host(states), fastcov.coverage(_host(mu), backend="cuda"))
 
 
 def test_device_out_may_alias_the_input(cuda):

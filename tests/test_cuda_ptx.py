@@ -40,7 +40,7 @@ def compile_ptx():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_kernels_compile_for_sm90_without_float_atomics(compile_ptx, dtype):
     ptx = compile_ptx(dtype)
-    assert set(ptx) == {"sweep", "sweep (8 agents, unrolled)", "contract", "first_bad"}
+    assert set(ptx) == {"sweep", "sweep (8 agents, unrolled)", "contract", "finish", "first_bad"}
     for name, text in ptx.items():
         assert ".target sm_90" in text, name
         assert not FLOAT_ATOMIC.search(text), (
