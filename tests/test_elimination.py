@@ -172,3 +172,29 @@ def test_row_sums_keep_full_relative_accuracy():
         errors = [abs((mpmath.mpf(float(x[i, 0])) - expected[i]) / expected[i]) for i in range(n)]
     assert float(max(errors)) < 1e-13
     assert x.max() / x.min() > 1e20  # the case is as hard as it claims
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    density=st.floats(0.0, 0.3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_minimum_degree_order_is_the_complete_lus_order(n, density, seed):
+    # It takes the order from an incomplete LU; SuperLU's complete LU must order the same.
+    import scipy.sparse
+    import scipy.sparse.linalg
+
+    rng = np.random.default_rng(seed)
+    rows, columns = np.nonzero(rng.random((n, n)) < density)
+    rows, columns = np.append(rows, np.arange(n)), np.append(columns, np.arange(n))
+    (matrix,), _ = _m_matrices(rng, rows, columns, n, 1)
+    lu = scipy.sparse.linalg.splu(
+        scipy.sparse.csc_array(matrix),
+        permc_spec="MMD_AT_PLUS_A",
+        diag_pivot_thresh=0.0,
+        options={"SymmetricMode": True},
+    )
+    order = _elimination.minimum_degree_order(rows, columns, n)
+    np.testing.assert_array_equal(order, lu.perm_c)
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))
