@@ -191,8 +191,9 @@ def _median(run, repeat, warm_up=True):
     """
     calls = 1
     if warm_up:
-        start = time.perf_counter()
         run()  # compilation, caches
+        run()
+        start = time.perf_counter()  # sized on a warm call: the first ones compile
         run()
         calls = max(1, int(0.02 / max(time.perf_counter() - start, 1e-9)))
     times = []
