@@ -59,3 +59,18 @@ def test_entropy_sum_at_ten_million_states_matches_fsum():
     terms = np.where(p[0] > 0, -p[0] * np.log(p[0]), 0.0)
     expected = math.fsum(terms.tolist())
     assert abs(fastcov.entropy(p, backend="cpu") - expected) <= 1e-12 * expected
+
+
+def test_small_calls_run_on_fewer_threads_and_restore_the_count():
+    # One chunk of states: the kernel runs on one thread, then the caller's count is back,
+    # after an error too.
+    threads = numba.get_num_threads()
+    mu = np.random.default_rng(3).random((3, 50))
+    J, g = fastcov.value_and_grad(mu)
+    assert numba.get_num_threads() == threads
+    with pytest.raises(ValueError, match="mu"):
+        fastcov.policy_gradient(np.full((2, 10), 2.0), np.ones((2, 10, 1)))
+    assert numba.get_num_threads() == threads
+    J_reference, g_reference = fastcov.value_and_grad(mu, backend="numpy")
+    assert abs(J - J_reference) <= 1e-12 * J_reference
+    np.testing.assert_allclose(g, g_reference, rtol=1e-12)
