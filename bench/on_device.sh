@@ -4,7 +4,9 @@
 #                                          S = 1e8), then the CUDA tests on the real device
 #   bash bench/on_device.sh host OUTDIR    the patrol step and the CPU kernel on its cores
 # It uses the machine's own Python packages (numba, numba-cuda, torch, ...) and this
-# checkout on PYTHONPATH; logs and JSON go to OUTDIR.
+# checkout on PYTHONPATH; logs and JSON go to OUTDIR. On 2026-11-24 the machine's image had
+# numpy 2.5.2, with which numba-cuda 0.30.4 does not import (np.row_stack is gone): carry a
+# numpy 2.4 wheel and put it first on PYTHONPATH (see /work/.library/device/README.md).
 set -uo pipefail
 part=$1
 out=${2:-.}
