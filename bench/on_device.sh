@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What a lent GPU machine runs (see bench/RESULTS.md), from the repository root:
 #   bash bench/on_device.sh cuda OUTDIR    the CUDA benchmark (SPEC section 4: N = 8,
-#                                          S = 1e8), then the CUDA tests on the real device
+#                                          S = 1e8), the kernel alone against a call, then
+#                                          the CUDA tests on the real device
 #   bash bench/on_device.sh host OUTDIR    the patrol step and the CPU kernel on its cores
 # It uses the machine's own Python packages (numba, numba-cuda, torch, ...) and this
 # checkout on PYTHONPATH; logs and JSON go to OUTDIR. On 2026-11-24 the machine's image had
@@ -29,6 +30,7 @@ cuda)
     run 330 bench-cuda $python -m bench --sizes 8x1e8,8x1e6,32x1e7,2x1e8 \
         --impl cuda-copy,fastcov-cuda,fastcov-cuda-general,torch-compile,torch-compile-formula \
         --json "$out/bench-cuda.json" --plot "$out/bench-cuda.png"
+    run 120 cuda-kernel $python -m bench.cuda_kernel
     run 200 tests-cuda $python -m pytest -q -k cuda -n 6 -p no:cacheprovider tests
     ;;
 host)
