@@ -93,9 +93,7 @@ def policy_gradient(mu, dmu, eps, out, check):
     ``dmu`` is (N, S, P), C-contiguous, of mu's dtype. Chunks accumulate (N, P) partials
     in float64, merged in chunk order after the parallel loop.
     """
-    partials, bad_mu, bad_dmu = _on_enough_threads(
-        _policy_gradient_kernel, mu, dmu, eps, check, *_partition(mu)
-    )
+    partials, bad_mu, bad_dmu = _partitioned(_policy_gradient_kernel, mu, dmu, eps, check)
     _raise_if_bad(check and bad_mu, "mu")
     _raise_if_bad(bad_dmu, "dmu")
     # The chunk count depends on the shape only, so this order is fixed too.
@@ -112,9 +110,7 @@ def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
         grad_out = np.empty((0, 0), mu.dtype)
     elif grad_out.dtype == np.float64:
         direct, grad_out = grad_out, np.empty((0, 0), mu.dtype)
-    partials, bad = _on_enough_threads(
-        _sweep_kernel, mu, eps, what, states_out, direct, grad_out, *_partition(mu)
-    )
+    partials, bad = _partitioned(_sweep_kernel, mu, eps, what, states_out, direct, grad_out)
     _raise_if_bad(check and bad, "mu")
     return math.fsum(partials.tolist())
 
@@ -128,20 +124,21 @@ def _partition(mu):
     return group, _config.block_states(n_agents), _config.MAX_CHUNKS
 
 
-def _on_enough_threads(kernel, mu, *args):
-    """``kernel(mu, *args)`` on no more threads than it has chunks (the last two of
-    ``args`` are the block size and the chunk limit). A small call then wakes no thread
-    that would only wait: at N = 4, S = 1e3 (one chunk) a call took 19 us on two threads
-    and 14 us on one, and 52 us on a 16-thread machine.
+def _partitioned(kernel, mu, *args):
+    """``kernel(mu, *args, *_partition(mu))``, on no more threads than it has chunks.
+
+    A small call then wakes no thread that would only wait: at N = 4, S = 1e3 (one chunk)
+    a call took 19 us on two threads and 14 us on one, and 52 us on a 16-thread machine.
     """
-    block, max_chunks = args[-2], args[-1]
-    chunks = max(1, min(-(-mu.shape[1] // block), max_chunks))
+    partition = _partition(mu)
+    _, block, max_chunks = partition
+    chunks = max(1, _chunking(mu.shape[1], block, max_chunks)[1])
     threads = numba.get_num_threads()
     if chunks >= threads:
-        return kernel(mu, *args)
+        return kernel(mu, *args, *partition)
     numba.set_num_threads(chunks)
     try:
-        return kernel(mu, *args)
+        return kernel(mu, *args, *partition)
     finally:
         numba.set_num_threads(threads)
 
