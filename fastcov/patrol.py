@@ -439,8 +439,7 @@ class _SuperLUTeam(_Team):
     def _adjoint(self, robots, lu, g, h):
         rhs = np.empty((robots.stop - robots.start, self.graph.n_vertices - 1))
         _centred(g[robots], self.mu[robots], rhs.T)
-        inverse, order = _pattern(self.graph).inverse, _pattern(self.graph).order
-        h[robots, 1:] = lu.solve(rhs[:, inverse].ravel()).reshape(rhs.shape)[:, order]
+        h[robots, 1:] = _solve_in_order(lu, _pattern(self.graph), rhs, "N")
 
 
 def _in_threads(function, items):
@@ -491,8 +490,15 @@ def _superlu(graph, pattern, probabilities):
     )
     rhs = np.empty((n_robots, size))
     _from_first(graph.indptr, graph.indices, probabilities, rhs.T)
-    x = lu.solve(rhs[:, pattern.inverse].ravel(), trans="T").reshape(n_robots, size)
-    return lu, x[:, pattern.order]
+    return lu, _solve_in_order(lu, pattern, rhs, "T")
+
+
+def _solve_in_order(lu, pattern, rhs, trans):
+    """Solve with an LU of matrices kept in ``pattern``'s order, for right-hand sides and
+    solutions (one row per robot) in the graph's own order.
+    """
+    x = lu.solve(rhs[:, pattern.inverse].ravel(), trans=trans).reshape(rhs.shape)
+    return x[:, pattern.order]
 
 
 @_jit
