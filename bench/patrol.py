@@ -9,7 +9,7 @@ its Fig. 3 and next to :func:`fastcov.patrol.upper_bound`.
 
 Scaling: the time of one gradient step (stationary distributions, J, dJ/dtheta for every
 robot) on W x W grids, fastcov's sparse LU (an elimination plan up to mid-sized graphs,
-SuperLU beyond: the solver column) against a dense step that inverts the n x n matrix
+a multifrontal LU beyond: the solver column) against a dense step that inverts the n x n matrix
 P - I + 1 1^T per robot as EM-Patroller's code does (with the same adjoint, so the dense
 side does no more than its inverse needs), on MUSEUM as well; growth rates are the log-log
 slopes between successive sizes.
@@ -150,7 +150,7 @@ def scaling(widths, n_robots, dense_limit, repeat, torch_limit=1100):
         rows.append(row)
         ratio = f"{dense / sparse:9.1f}" if dense else f"{'-':>9}"
         dense_text = f"{dense:10.4g}" if dense else f"{'-':>10}"
-        solver = "superlu" if patrol._pattern(g).plan is None else "plan"
+        solver = "frontal" if patrol._pattern(g).plan is None else "plan"
         print(
             f"{g.name:14} {g.n_vertices:9d} {solver:>8} {setup:8.3g} {sparse:10.4g} "
             f"{dense_text} {ratio}"

@@ -17,7 +17,9 @@ LU of A per robot (fill-reducing order on A + A^T, diagonal pivots, which an M-m
 keeps positive) gives mu from A^T x = P(r, .) without r, x_r = 1, mu = x / sum(x), never a
 dense inverse. Graphs up to tens of thousands of vertices are factored by an elimination
 plan made once per graph (:mod:`fastcov._elimination`: compiled, every robot in one pass,
-no per-call overhead); larger ones by SciPy's SuperLU.
+no per-call overhead); larger ones by a multifrontal LU with a nested-dissection order,
+also analysed once per graph (:mod:`fastcov._multifrontal`: dense fronts, BLAS), whose
+factor arrays stay with the graph for its next step (0.8 GB a robot on a 10^6-vertex grid).
 
 Gradient (the adjoint of the stationary distribution). With g_i = dJ/dmu_i from
 :func:`fastcov.value_and_grad`, differentiating mu^T (I - P) = 0 gives dJ = mu^T dP h for
@@ -34,15 +36,14 @@ and the shared terms).
 
 import dataclasses
 import numbers
+import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-import scipy.sparse
-import scipy.sparse.linalg
 
-from . import _elimination, _vmath, api
+from . import _elimination, _multifrontal, _vmath, api
 
 __all__ = [
     "transition_probabilities",
@@ -134,10 +135,9 @@ def stationary(graph, logits, *, floor=0.0):
     FloatingPointError
         A robot's transition probabilities span too many orders of magnitude for float64
         (the message names the robot): some underflow, so the chain no longer reaches
-        every vertex; or, on a graph too large for an elimination plan, SuperLU's LU lost
-        the accuracy of its distribution (a share came out clearly negative). On graphs
-        with a plan every share keeps full relative accuracy until then. A ``floor``
-        keeps every probability away from underflow.
+        every vertex. Until then every share keeps full relative accuracy, however
+        small (both solvers eliminate without cancellation). A ``floor`` keeps every
+        probability away from underflow.
     """
     graph.require_strongly_connected()
     probabilities = transition_probabilities(graph, logits, floor=floor)
@@ -340,7 +340,7 @@ def _team(graph, probabilities):
     """Every robot's chain factored, by the graph's elimination plan when it has one."""
     if graph.n_vertices > 1 and _pattern(graph).plan is not None:
         return _PlannedTeam(graph, probabilities)
-    return _SuperLUTeam(graph, probabilities)
+    return _FrontalTeam(graph, probabilities)
 
 
 class _Team:
@@ -405,41 +405,47 @@ class _PlannedTeam(_Team):
         _planned_adjoint(_pattern(self.graph).plan, values, g[robots], self.mu[robots], h[robots])
 
 
-class _SuperLUTeam(_Team):
-    """SuperLU, for graphs too large for a plan: one block-diagonal matrix (block i = A_i)
-    per batch. A bigger matrix orders worse than its blocks alone would, while batching
-    cuts SuperLU's per-call cost on mid-sized maps. Batches depend on the graph only, so
-    the step is bit-identical across thread counts.
+class _FrontalTeam(_Team):
+    """The multifrontal LU, for graphs too large for a plan: one robot per batch, the
+    robots on up to ``numba.get_num_threads()`` threads (and BLAS on one thread each).
+    Its pivots come from A's row sums, as the plan's do. The factors go into arrays
+    borrowed from the graph's pattern and given back when the team is freed.
     """
 
+    def __init__(self, graph, probabilities):
+        self.borrowed = []
+        weakref.finalize(self, _pattern(graph).give_back, self.borrowed)
+        super().__init__(graph, probabilities)
+
     def _batch_size(self):
-        return max(1, _BATCH_ROWS // (self.graph.n_vertices - 1))
+        return 1
 
     def _factor(self, robots):
-        try:
-            lu, x = _superlu(self.graph, _pattern(self.graph), self.probabilities[robots])
-        except RuntimeError:  # "Factor is exactly singular": a move underflowed
-            robot = robots.start + np.argmin(self.probabilities[robots].min(axis=1))
-            raise _too_extreme(
-                robot, self.probabilities, "cannot be computed (A is singular)"
-            ) from None
-        # x >= 0 exactly; a clearly negative entry is the LU's round-off, not the chain.
-        lost = (x < -1e-8 * np.abs(x).max(axis=1, keepdims=True)).any(axis=1)
-        if lost.any():
-            robot = robots.start + np.flatnonzero(lost)[0]
-            raise _too_extreme(
-                robot,
-                self.probabilities,
-                "lost its accuracy in SuperLU's LU (graphs small enough for an elimination "
-                "plan, up to about 1e4 vertices, are solved without this loss)",
-            )
-        _normalise(x.T, self.mu[robots])
-        return lu
+        pattern, robot = _pattern(self.graph), robots.start
+        probabilities = self.probabilities[robots]
+        values = np.concatenate([-probabilities[0, pattern.kept_edges], np.ones(pattern.n)])
+        # A's row sums are the probabilities of moving to vertex 0: exact, with no 1 - sum.
+        to_first = np.zeros(pattern.n)
+        to_first[pattern.first_edges[0]] = probabilities[0, pattern.first_edges[1]]
+        factors = pattern.borrow()
+        self.borrowed.append(factors)
+        with _multifrontal.one_blas_thread():
+            _multifrontal.factor(pattern.analysis, values, to_first, factors)
+        x = np.empty((pattern.n, 1))
+        _from_first(self.graph.indptr, self.graph.indices, probabilities, x)
+        _multifrontal.solve(pattern.analysis, factors, x[:, 0], True)
+        # Cancellation-free, so x >= 0; not finite only where a move underflowed.
+        if not np.isfinite(x).all():
+            raise _too_extreme(robot, self.probabilities, "is not finite")
+        _normalise(x, self.mu[robots])
+        return factors
 
-    def _adjoint(self, robots, lu, g, h):
-        rhs = np.empty((robots.stop - robots.start, self.graph.n_vertices - 1))
-        _centred(g[robots], self.mu[robots], rhs.T)
-        h[robots, 1:] = _solve_in_order(lu, _pattern(self.graph), rhs, "N")
+    def _adjoint(self, robots, factors, g, h):
+        pattern = _pattern(self.graph)
+        rhs = np.empty((pattern.n, 1))
+        _centred(g[robots], self.mu[robots], rhs)
+        _multifrontal.solve(pattern.analysis, factors, rhs[:, 0], False)
+        h[robots, 1:] = rhs.T
 
 
 def _in_threads(function, items):
@@ -451,13 +457,9 @@ def _in_threads(function, items):
         return list(pool.map(function, items))
 
 
-#: Rows of one block-diagonal SuperLU factorisation (a batch of robots); a larger graph
-#: gets one per robot.
-_BATCH_ROWS = 4096
-
 #: Largest graphs (vertices - 1, multiply-adds per robot) factored by an elimination plan;
-#: larger ones go to SuperLU. A plan keeps an int32 per multiply-add (64 MiB at the limit,
-#: a 115 x 115 grid or so); at 3e4 vertices it was only 1.2x faster than SuperLU.
+#: larger ones go to the multifrontal LU. A plan keeps an int32 per multiply-add (64 MiB at
+#: the limit, a 115 x 115 grid or so).
 _PLAN_ROWS = 1 << 15
 _PLAN_UPDATES = 1 << 24
 
@@ -469,36 +471,6 @@ def _too_extreme(robot, probabilities, what):
         f"probabilities span too many orders of magnitude (the smallest is "
         f"{probabilities[robot].min():.3g})"
     )
-
-
-def _superlu(graph, pattern, probabilities):
-    """SuperLU of the block-diagonal matrix of these robots' A_i, and the solutions x of
-    their A_i^T x = P_i(0, .) (one row per robot).
-    """
-    n_robots, entries = len(probabilities), len(pattern.indices)
-    size = graph.n_vertices - 1
-    data = np.zeros((n_robots, entries))
-    _assemble(data.T, pattern.slots, pattern.kept_edges, probabilities)
-    robots = np.arange(n_robots)[:, np.newaxis]
-    indices = (pattern.indices + size * robots).ravel()
-    indptr = np.append((pattern.indptr[:-1] + entries * robots).ravel(), n_robots * entries)
-    blocks = scipy.sparse.csc_array(
-        (data.ravel(), indices, indptr), shape=(n_robots * size, n_robots * size)
-    )
-    lu = scipy.sparse.linalg.splu(
-        blocks, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
-    )
-    rhs = np.empty((n_robots, size))
-    _from_first(graph.indptr, graph.indices, probabilities, rhs.T)
-    return lu, _solve_in_order(lu, pattern, rhs, "T")
-
-
-def _solve_in_order(lu, pattern, rhs, trans):
-    """Solve with an LU of matrices kept in ``pattern``'s order, for right-hand sides and
-    solutions (one row per robot) in the graph's own order.
-    """
-    x = lu.solve(rhs[:, pattern.inverse].ravel(), trans=trans).reshape(rhs.shape)
-    return x[:, pattern.order]
 
 
 @_jit
@@ -537,7 +509,7 @@ def _planned_adjoint(plan, values, g, mu, h):
 
 
 # The steps both solvers share, on arrays with a column per robot (``values``, ``x``: the
-# plan's own layout, a transposed view for SuperLU's robot-after-robot one).
+# plan's own layout; the multifrontal LU's one robot is one column).
 
 
 @_jit
@@ -600,40 +572,51 @@ _PATTERNS = weakref.WeakKeyDictionary()
 
 
 class _Pattern:
-    """Where each edge's -P(e) and each 1 of I go (``slots``) in the CSC data of
-    A = (I - P) without vertex 0, and, for a graph small enough, its elimination plan
-    (``plan``, else None) and where they go in the plan's values (``planned_slots``): the
-    same for every policy on a graph.
-
-    The CSC arrays are those of A with rows and columns in the minimum-degree order (vertex
-    v - 1 of A at ``order[v - 1]``), so SuperLU factors it as it comes: the ordering is
-    found once per graph, not at every step (on a 1e6-vertex grid the ordering took 1.4
-    of SuperLU's 8.4 s a robot).
+    """The entries of A = (I - P) without vertex 0, the same for every policy on a graph:
+    -P(e) for each edge e = kept_edges[k] between vertices other than 0, at (rows[k],
+    columns[k]) (vertex v at row and column v - 1), then the diagonal (a self-loop shares
+    its place). A graph small enough gets an elimination plan (``plan``, and where the
+    entries go in its values, ``planned_slots``); a larger one a multifrontal analysis
+    (``analysis``) and the edges into vertex 0 (``first_edges``: A's rows, the edges),
+    whose probabilities are A's row sums, and keeps the factor arrays of past steps for
+    the next ones (:meth:`borrow`).
     """
 
     def __init__(self, graph):
         self.graph = graph
-        n = graph.n_vertices - 1
+        self.n = n = graph.n_vertices - 1
         sources, targets = graph.sources - 1, graph.indices - 1
         self.kept_edges = np.flatnonzero((sources >= 0) & (targets >= 0))
         rows = np.concatenate([sources[self.kept_edges], np.arange(n)])
         columns = np.concatenate([targets[self.kept_edges], np.arange(n)])
-        self.plan = None
+        self.plan = self.analysis = None
         if 0 < n <= _PLAN_ROWS:
             self.plan = _elimination.Plan.from_pattern(rows, columns, n, _PLAN_UPDATES)
         if self.plan is not None:
             self.planned_slots = self.plan.slots(rows, columns)
-            self.order = self.plan.order
-        else:
-            self.order = _elimination.minimum_degree_order(rows, columns, n)
-        self.inverse = np.argsort(self.order)
-        rows, columns = self.order[rows], self.order[columns]
-        # CSC order: by column, then by row; a self-loop shares the diagonal's slot.
-        keys = np.unique(columns * n + rows)
-        self.indices = keys % n
-        self.indptr = np.searchsorted(keys // n, np.arange(n + 1))
-        # Kept edges first, then the diagonal (what _assemble expects).
-        self.slots = np.searchsorted(keys, columns * n + rows)
+        elif n > 0:
+            self.analysis = _multifrontal.Analysis.from_pattern(rows, columns, n)
+            into_first = np.flatnonzero((sources >= 0) & (targets == -1))
+            self.first_edges = (sources[into_first], into_first)
+        self._spare_factors = []
+        self._lock = threading.Lock()
+
+    def borrow(self):
+        """An array for one robot's multifrontal factors: one given back by an earlier
+        step, or a new one. New arrays this large cost more than the factorisation
+        itself: their first touch (page faults, and the kernel's compaction for huge
+        pages) took 1.9 s for one robot's 0.8 GB on a 10^6-vertex grid, which it factors
+        in 1.3 s.
+        """
+        with self._lock:
+            if self._spare_factors:
+                return self._spare_factors.pop()
+        return np.empty(self.analysis.n_factors)
+
+    def give_back(self, arrays):
+        """Keep ``arrays`` for the next step's :meth:`borrow` (they live with the graph)."""
+        with self._lock:
+            self._spare_factors.extend(arrays)
 
 
 def _softmax_chain_rule(graph, probabilities, mu, h):

@@ -4,21 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from m_matrices import m_matrices
 
 from fastcov import _elimination
-
-
-def _m_matrices(rng, rows, columns, n, count):
-    """``count`` non-singular M-matrices with entries at (rows, columns), and their row
-    sums: negative off the diagonal, each row summing to a random positive number.
-    """
-    matrices = np.zeros((count, n, n))
-    row_sums = rng.random((n, count)) + 0.01
-    for m, matrix in enumerate(matrices):
-        off = rows != columns
-        np.add.at(matrix, (rows[off], columns[off]), -rng.random(off.sum()))
-        matrix[np.arange(n), np.arange(n)] = row_sums[:, m] - matrix.sum(axis=1)
-    return matrices, row_sums
 
 
 def _factored(plan, rows, columns, matrices, row_sums):
@@ -41,7 +29,7 @@ def _check_solves(rows, columns, n, seed, count=3):
     rng = np.random.default_rng(seed)
     rows, columns = np.append(rows, np.arange(n)), np.append(columns, np.arange(n))
     plan = _elimination.Plan.from_pattern(rows, columns, n)
-    matrices, row_sums = _m_matrices(rng, rows, columns, n, count)
+    matrices, row_sums = m_matrices(rng, rows, columns, n, count)
     rhs = rng.standard_normal((n, count))
     for sums in (_plain(count), row_sums):
         values = _factored(plan, rows, columns, matrices, sums)
@@ -112,7 +100,7 @@ def test_matrices_are_independent_columns():
     rows, columns = rng.integers(0, n, 90), rng.integers(0, n, 90)
     rows, columns = np.append(rows, np.arange(n)), np.append(columns, np.arange(n))
     plan = _elimination.Plan.from_pattern(rows, columns, n)
-    matrices, row_sums = _m_matrices(rng, rows, columns, n, 3)
+    matrices, row_sums = m_matrices(rng, rows, columns, n, 3)
     for sums in (_plain(3), row_sums):
         together = _factored(plan, rows, columns, matrices, sums)
         for m in range(3):
@@ -188,7 +176,7 @@ def test_minimum_degree_order_is_the_complete_lus_order(n, density, seed):
     rng = np.random.default_rng(seed)
     rows, columns = np.nonzero(rng.random((n, n)) < density)
     rows, columns = np.append(rows, np.arange(n)), np.append(columns, np.arange(n))
-    (matrix,), _ = _m_matrices(rng, rows, columns, n, 1)
+    (matrix,), _ = m_matrices(rng, rows, columns, n, 1)
     lu = scipy.sparse.linalg.splu(
         scipy.sparse.csc_array(matrix),
         permc_spec="MMD_AT_PLUS_A",
