@@ -211,30 +211,33 @@ def solve(analysis, factors, rhs, transposed):
     for v in range(order.size):
         x[order[v]] = rhs[v]
     # A = L U: L y = b forwards, then U x = y backwards. A^T = U^T L^T: U^T y = b
-    # forwards, then L^T x = y backwards.
+    # forwards, then L^T x = y backwards. Every loop reads the factors row by row (a
+    # transposed factor by spreading each solved entry over the others).
     for t in range(node_ptr.size - 1):
         s, k = node_ptr[t], node_ptr[t + 1] - node_ptr[t]
         outer = boundary[boundary_ptr[t] : boundary_ptr[t + 1]]
         f = k + outer.size
         rows = factors[factor_ptr[t] : factor_ptr[t] + k * f].reshape((k, f))
         lower = factors[factor_ptr[t] + k * f : factor_ptr[t + 1]].reshape((outer.size, k))
-        for i in range(k):
-            if transposed:
-                for j in range(i):
-                    x[s + i] -= rows[j, i] * x[s + j]
+        if transposed:
+            for i in range(k):
                 x[s + i] /= rows[i, i]
-            else:
+                solved = x[s + i]
+                for j in range(i + 1, k):
+                    x[s + j] -= rows[i, j] * solved
+                for j in range(outer.size):
+                    x[outer[j]] -= rows[i, k + j] * solved
+        else:
+            for i in range(k):
+                total = 0.0
                 for j in range(i):
-                    x[s + i] -= rows[i, j] * x[s + j]
-        for j in range(outer.size):
-            total = 0.0
-            if transposed:
-                for i in range(k):
-                    total += rows[i, k + j] * x[s + i]
-            else:
+                    total += rows[i, j] * x[s + j]
+                x[s + i] -= total
+            for j in range(outer.size):
+                total = 0.0
                 for i in range(k):
                     total += lower[j, i] * x[s + i]
-            x[outer[j]] -= total
+                x[outer[j]] -= total
     for t in range(node_ptr.size - 2, -1, -1):
         s, k = node_ptr[t], node_ptr[t + 1] - node_ptr[t]
         outer = boundary[boundary_ptr[t] : boundary_ptr[t + 1]]
@@ -243,22 +246,21 @@ def solve(analysis, factors, rhs, transposed):
         lower = factors[factor_ptr[t] + k * f : factor_ptr[t + 1]].reshape((outer.size, k))
         if transposed:
             for j in range(outer.size):
+                known = x[outer[j]]
                 for i in range(k):
-                    x[s + i] -= lower[j, i] * x[outer[j]]
+                    x[s + i] -= lower[j, i] * known
+            for i in range(k - 1, -1, -1):
+                solved = x[s + i]
+                for j in range(i):
+                    x[s + j] -= rows[i, j] * solved
         else:
-            for i in range(k):
+            for i in range(k - 1, -1, -1):
                 total = 0.0
+                for j in range(i + 1, k):
+                    total += rows[i, j] * x[s + j]
                 for j in range(outer.size):
                     total += rows[i, k + j] * x[outer[j]]
-                x[s + i] -= total
-        for i in range(k - 1, -1, -1):
-            if transposed:
-                for j in range(i + 1, k):
-                    x[s + i] -= rows[j, i] * x[s + j]
-            else:
-                for j in range(i + 1, k):
-                    x[s + i] -= rows[i, j] * x[s + j]
-                x[s + i] /= rows[i, i]
+                x[s + i] = (x[s + i] - total) / rows[i, i]
     for v in range(order.size):
         rhs[v] = x[order[v]]
 
