@@ -100,6 +100,32 @@ def policy_gradient(mu, dmu, eps, out, check):
     out[...] = partials.sum(axis=0)
 
 
+def partition(n_agents):
+    """(the group of ``_gradient``, block states, maximum chunk count) for N agents: from
+    the shape and the configuration only.
+    """
+    group = (0,) * _single_group_size(n_agents)
+    return group, _config.block_states(n_agents), _config.MAX_CHUNKS
+
+
+@_jit
+def gradient_on_this_thread(mu, eps, g, group, block):
+    """``value_and_grad``'s sweep for compiled callers (the patrol step), on the calling
+    thread: g (float64, (N, S)) written straight from float64 ``mu``, the same blocks in
+    the same order as the parallel kernel (so the same g, bit for bit); returns the
+    per-block J partials (sum them with ``math.fsum``) and the count of values outside
+    [0, 1]. ``group`` and ``block`` come from :func:`partition`.
+    """
+    n_blocks = _chunking(mu.shape[1], block, 1)[0]
+    partials = np.zeros(n_blocks)
+    unused_states, unused_grad = np.empty(0, mu.dtype), np.empty((0, 0), mu.dtype)
+    bad = _sweep_blocks(
+        mu, eps, _WRITE_GRADIENT, unused_states, g, unused_grad, group, block, 0, n_blocks,
+        partials,
+    )  # fmt: skip
+    return partials, bad
+
+
 def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
     # Unused outputs are empty arrays of the same types, so one compiled kernel serves all.
     # g goes straight into a float64 grad_out, through the float64 block otherwise.
@@ -115,30 +141,20 @@ def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
     return math.fsum(partials.tolist())
 
 
-def _partition(mu):
-    """(the group of ``_gradient``, block states, maximum chunk count): from the shape and
-    the configuration only.
-    """
-    n_agents = mu.shape[0]
-    group = (0,) * _single_group_size(n_agents)
-    return group, _config.block_states(n_agents), _config.MAX_CHUNKS
-
-
 def _partitioned(kernel, mu, *args):
-    """``kernel(mu, *args, *_partition(mu))``, on no more threads than it has chunks.
+    """``kernel(mu, *args, *partition(N))``, on no more threads than it has chunks.
 
     A small call then wakes no thread that would only wait: at N = 4, S = 1e3 (one chunk)
     a call took 19 us on two threads and 14 us on one, and 52 us on a 16-thread machine.
     """
-    partition = _partition(mu)
-    _, block, max_chunks = partition
+    _, block, max_chunks = agents_partition = partition(mu.shape[0])
     chunks = max(1, _chunking(mu.shape[1], block, max_chunks)[1])
     threads = numba.get_num_threads()
     if chunks >= threads:
-        return kernel(mu, *args, *partition)
+        return kernel(mu, *args, *agents_partition)
     numba.set_num_threads(chunks)
     try:
-        return kernel(mu, *args, *partition)
+        return kernel(mu, *args, *agents_partition)
     finally:
         numba.set_num_threads(threads)
 
@@ -195,30 +211,42 @@ def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, group, block, max
     Writes ``what`` into states_out (S,) or, for _WRITE_GRADIENT, g into ``direct``
     (float64 (N, S)) when it has rows, else rounded into grad_out (N, S).
     """
-    n_agents, n_states = mu.shape
-    n_blocks, n_chunks = _chunking(n_states, block, max_chunks)
+    n_blocks, n_chunks = _chunking(mu.shape[1], block, max_chunks)
     partials = np.zeros(n_blocks)
     bad = np.zeros(n_chunks, dtype=np.int64)
     for chunk in numba.prange(n_chunks):
-        work, g_block, padded = _scratch(mu, block, what, group)
         first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
-        for b in range(first, last):
-            s0, s1 = b * block, min((b + 1) * block, n_states)
-            n = s1 - s0
-            if what == _WRITE_GRADIENT:
-                g, g_s0 = (direct, s0) if direct.shape[0] else (g_block, 0)
-                partials[b], block_bad = _gradient(
-                    mu, s0, s1, eps, work, g, g_s0, g_block, padded, group
-                )
-                if not direct.shape[0]:
-                    for i in range(n_agents):
-                        _store(g_block[i, :n], grad_out[i, s0:s1])
-            else:
-                partials[b], block_bad = _states(
-                    mu, s0, s1, eps, what, work, g_block, padded, states_out
-                )
-            bad[chunk] += block_bad
+        bad[chunk] = _sweep_blocks(
+            mu, eps, what, states_out, direct, grad_out, group, block, first, last, partials
+        )
     return partials, bad.sum()
+
+
+@_jit
+def _sweep_blocks(mu, eps, what, states_out, direct, grad_out, group, block, first, last, partials):
+    """The sweep over blocks first .. last - 1 (one chunk's), with its own scratch: their
+    J partials into ``partials``; returns their count of values outside [0, 1].
+    """
+    n_agents, n_states = mu.shape
+    work, g_block, padded = _scratch(mu, block, what, group)
+    bad = 0
+    for b in range(first, last):
+        s0, s1 = b * block, min((b + 1) * block, n_states)
+        n = s1 - s0
+        if what == _WRITE_GRADIENT:
+            g, g_s0 = (direct, s0) if direct.shape[0] else (g_block, 0)
+            partials[b], block_bad = _gradient(
+                mu, s0, s1, eps, work, g, g_s0, g_block, padded, group
+            )
+            if not direct.shape[0]:
+                for i in range(n_agents):
+                    _store(g_block[i, :n], grad_out[i, s0:s1])
+        else:
+            partials[b], block_bad = _states(
+                mu, s0, s1, eps, what, work, g_block, padded, states_out
+            )
+        bad += block_bad
+    return bad
 
 
 @_parallel_jit

@@ -35,6 +35,7 @@ and the shared terms).
 """
 
 import dataclasses
+import math
 import numbers
 import threading
 import weakref
@@ -43,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from . import _elimination, _multifrontal, _vmath, api
+from . import _elimination, _multifrontal, _vmath, api, cpu
 
 __all__ = [
     "transition_probabilities",
@@ -183,6 +184,8 @@ def _team_state(graph, logits, eps, floor):
     logits = _check_logits(graph, logits)
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (N, n_edges), got {logits.shape}")
+    if graph.n_vertices > 1 and _pattern(graph).plan is not None:
+        return _planned_state(graph, logits, api._check_eps(eps), floor)
     softmax = _softmax_of(graph, logits)
     probabilities = _with_floor(graph, softmax.copy() if floor else softmax, floor)
     team = _team(graph, probabilities)
@@ -191,6 +194,66 @@ def _team_state(graph, logits, eps, floor):
     if floor:
         grad *= _floor_scale(graph, floor)  # dP/dsoftmax
     return PatrolState(value, grad, team.mu, probabilities)
+
+
+def _planned_state(graph, logits, eps, floor):
+    """:func:`_team_state` on a graph with an elimination plan: the whole step in one
+    compiled call (on MUSEUM the separate calls' overhead was most of the step).
+    """
+    pattern = _pattern(graph)
+    group, block, _ = cpu.partition(len(logits))
+    scale = _floor_scale(graph, floor) if floor else np.ones(0)
+    partials, robot, grad, mu, probabilities = _planned_step(
+        pattern.plan,
+        pattern.planned_slots,
+        pattern.kept_edges,
+        graph.indptr,
+        graph.indices,
+        logits,
+        floor,
+        scale,
+        eps,
+        group,
+        block,
+    )
+    if robot >= 0:
+        # Only where a probability (nearly) underflows: the chain then no longer reaches
+        # every vertex in float64.
+        raise _too_extreme(robot, probabilities, "is not finite")
+    return PatrolState(math.fsum(partials.tolist()), grad, mu, probabilities)
+
+
+@_jit
+def _planned_step(
+    plan, slots, kept_edges, indptr, indices, logits, floor, scale, eps, group, block
+):
+    """(J's block partials, the first robot whose mu is not finite or -1, dJ/dtheta, mu,
+    P): softmax (floored with ``scale`` = 1 - d(s) floor when ``floor``), the plan's
+    factorisation and mu, fastcov's gradient sweep on this thread (the same blocks, so the
+    same g, as :func:`fastcov.value_and_grad`), the adjoint and the chain rule.
+    """
+    softmax = np.empty_like(logits)
+    _softmax(indptr, logits, softmax)
+    probabilities = softmax
+    if floor:
+        probabilities = softmax * scale + floor
+    mu = np.ones((logits.shape[0], indptr.size - 1))
+    values = _planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities, mu)
+    grad = np.empty_like(logits)
+    partials = np.zeros(0)
+    for robot in range(mu.shape[0]):
+        for v in range(mu.shape[1]):
+            if not np.isfinite(mu[robot, v]):
+                return partials, robot, grad, mu, probabilities
+    # mu is finite and in [0, 1] (_normalise clips round-off): no value is out of range.
+    g = np.empty_like(mu)
+    partials, _ = cpu.gradient_on_this_thread(mu, eps, g, group, block)
+    h = np.zeros_like(mu)
+    _planned_adjoint(plan, values, g, mu, h)
+    _chain_rule(indptr, indices, softmax, mu, h, grad)
+    if floor:
+        grad *= scale  # dP/dsoftmax
+    return partials, -1, grad, mu, probabilities
 
 
 @dataclasses.dataclass(frozen=True)

@@ -423,3 +423,24 @@ def test_robots_on_threads_give_the_same_step_bit_for_bit(monkeypatch):
     assert threaded.value == serial.value
     np.testing.assert_array_equal(threaded.mu, serial.mu)
     np.testing.assert_array_equal(threaded.grad, serial.grad)
+
+
+@pytest.mark.parametrize(("eps", "floor"), [(0.0, 0.0), (1e-3, 0.0), (0.0, 0.01)])
+def test_the_compiled_planned_step_is_the_step_written_out(eps, floor):
+    # On a graph with a plan the whole step is one compiled call; it must be, bit for bit,
+    # the composition of the public pieces: the softmax, the planned stationary
+    # distributions, fastcov.value_and_grad (parallel kernel) and the adjoint.
+    g = graph.load("museum")
+    theta = np.random.default_rng(8).standard_normal((4, g.n_edges))
+    state = patrol.value_and_grad(g, theta, eps=eps, floor=floor)
+    softmax = patrol._softmax_of(g, theta)
+    probabilities = patrol.transition_probabilities(g, theta, floor=floor)
+    team = patrol._PlannedTeam(g, probabilities)
+    value, coefficients = fastcov.value_and_grad(team.mu, eps, backend="cpu")
+    grad = team.logit_gradient(coefficients, softmax)
+    if floor:
+        grad *= patrol._floor_scale(g, floor)
+    assert state.value == value
+    np.testing.assert_array_equal(state.mu, team.mu)
+    np.testing.assert_array_equal(state.probabilities, probabilities)
+    np.testing.assert_array_equal(state.grad, grad)
