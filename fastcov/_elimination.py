@@ -17,7 +17,7 @@ factors all M of them and the loop vectorises across them.
 
 There is no pivoting, so a plan suits matrices whose elimination in any symmetric order
 is stable: non-singular M-matrices (pivots stay positive), which is what the patrol solver
-factors, as SuperLU does for it with diagonal pivots on large graphs. Given the row sums
+factors (as :mod:`fastcov._multifrontal` does on large graphs). Given the row sums
 of M-matrices, :func:`factor` computes every pivot without cancellation (the
 Grassmann-Taksar-Heyman variant), and a solve with a non-negative right-hand side is then
 free of cancellation too: its solution keeps full relative accuracy in every entry.
