@@ -459,14 +459,38 @@ def _address(front, i, j):
 # The analysis.
 
 
+@_jit
 def _adjacency(rows, columns, n):
-    """CSR of the graph of A + A^T, without self-loops."""
-    off = rows != columns
-    first = np.concatenate([rows[off], columns[off]])
-    second = np.concatenate([columns[off], rows[off]])
-    keys = np.unique(first * n + second)
-    ptr = np.searchsorted(keys // n, np.arange(n + 1)).astype(np.int64)
-    return ptr, (keys % n).astype(np.int64)
+    """CSR of the graph of A + A^T, without self-loops or repeats, neighbours ascending."""
+    ptr = np.zeros(n + 1, np.int64)
+    for e in range(rows.size):
+        if rows[e] != columns[e]:
+            ptr[rows[e] + 1] += 1
+            ptr[columns[e] + 1] += 1
+    for v in range(n):
+        ptr[v + 1] += ptr[v]
+    neighbours = np.empty(ptr[n], np.int64)
+    filled = ptr[:-1].copy()
+    for e in range(rows.size):
+        if rows[e] != columns[e]:
+            neighbours[filled[rows[e]]] = columns[e]
+            filled[rows[e]] += 1
+            neighbours[filled[columns[e]]] = rows[e]
+            filled[columns[e]] += 1
+    # Sort each vertex's neighbours and drop repeats, compacting as it goes.
+    kept = 0
+    start = 0
+    for v in range(n):
+        end = ptr[v + 1]
+        mine = np.sort(neighbours[start:end])
+        ptr[v] = kept
+        for q in range(mine.size):
+            if q == 0 or mine[q] != mine[q - 1]:
+                neighbours[kept] = mine[q]
+                kept += 1
+        start = end
+    ptr[n] = kept
+    return ptr, neighbours[:kept].copy()
 
 
 @_jit
@@ -750,12 +774,17 @@ def _entry_places(i, j, node_ptr, boundary_ptr, boundary):
     owner = np.empty(i.size, np.int64)
     for e in range(i.size):
         owner[e] = node_of[min(i[e], j[e])]
-    entries = np.argsort(owner, kind="mergesort")
+    # The entries sorted by owner (a counting sort: stable).
     entry_ptr = np.zeros(n_nodes + 1, np.int64)
     for e in range(i.size):
         entry_ptr[owner[e] + 1] += 1
     for t in range(n_nodes):
         entry_ptr[t + 1] += entry_ptr[t]
+    entries = np.empty(i.size, np.int64)
+    filled = entry_ptr[:-1].copy()
+    for e in range(i.size):
+        entries[filled[owner[e]]] = e
+        filled[owner[e]] += 1
     places = np.empty(i.size, np.int64)
     for at in range(entries.size):
         e = entries[at]
