@@ -205,8 +205,6 @@ def solve(analysis, factors, rhs, transposed):
     in the original order and ``factors`` is :func:`factor`'s result.
     """
     order, node_ptr = analysis.order, analysis.node_ptr
-    boundary_ptr, boundary = analysis.boundary_ptr, analysis.boundary
-    factor_ptr = analysis.factor_ptr
     x = np.empty(order.size)
     for v in range(order.size):
         x[order[v]] = rhs[v]
@@ -214,11 +212,7 @@ def solve(analysis, factors, rhs, transposed):
     # forwards, then L^T x = y backwards. Every loop reads the factors row by row (a
     # transposed factor by spreading each solved entry over the others).
     for t in range(node_ptr.size - 1):
-        s, k = node_ptr[t], node_ptr[t + 1] - node_ptr[t]
-        outer = boundary[boundary_ptr[t] : boundary_ptr[t + 1]]
-        f = k + outer.size
-        rows = factors[factor_ptr[t] : factor_ptr[t] + k * f].reshape((k, f))
-        lower = factors[factor_ptr[t] + k * f : factor_ptr[t + 1]].reshape((outer.size, k))
+        s, k, outer, rows, lower = _node_factors(analysis, factors, t)
         if transposed:
             for i in range(k):
                 x[s + i] /= rows[i, i]
@@ -239,11 +233,7 @@ def solve(analysis, factors, rhs, transposed):
                     total += lower[j, i] * x[s + i]
                 x[outer[j]] -= total
     for t in range(node_ptr.size - 2, -1, -1):
-        s, k = node_ptr[t], node_ptr[t + 1] - node_ptr[t]
-        outer = boundary[boundary_ptr[t] : boundary_ptr[t + 1]]
-        f = k + outer.size
-        rows = factors[factor_ptr[t] : factor_ptr[t] + k * f].reshape((k, f))
-        lower = factors[factor_ptr[t] + k * f : factor_ptr[t + 1]].reshape((outer.size, k))
+        s, k, outer, rows, lower = _node_factors(analysis, factors, t)
         if transposed:
             for j in range(outer.size):
                 known = x[outer[j]]
@@ -263,6 +253,20 @@ def solve(analysis, factors, rhs, transposed):
                 x[s + i] = (x[s + i] - total) / rows[i, i]
     for v in range(order.size):
         rhs[v] = x[order[v]]
+
+
+@_jit
+def _node_factors(analysis, factors, t):
+    """Node t's (first pivot position, pivot count k, boundary, its k x f rows of U, its
+    b x k block L_BK), views into ``factors``.
+    """
+    s, k = analysis.node_ptr[t], analysis.node_ptr[t + 1] - analysis.node_ptr[t]
+    outer = analysis.boundary[analysis.boundary_ptr[t] : analysis.boundary_ptr[t + 1]]
+    f = k + outer.size
+    at = analysis.factor_ptr[t]
+    rows = factors[at : at + k * f].reshape((k, f))
+    lower = factors[at + k * f : analysis.factor_ptr[t + 1]].reshape((outer.size, k))
+    return s, k, outer, rows, lower
 
 
 # ---------------------------------------------------------------------------------------
@@ -388,7 +392,7 @@ def _local_thread_setter():
         if not ctypes.CDLL(None).dladdr(ctypes.c_void_p(address), ctypes.byref(info)):
             return None
         setter = ctypes.CDLL(info.file.decode()).openblas_set_num_threads_local
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # no dladdr, no such library or symbol
         return None
     setter.argtypes, setter.restype = [ctypes.c_int], ctypes.c_int
     return setter

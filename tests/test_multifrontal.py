@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from m_matrices import m_matrices
+from m_matrices import leaky_chain, m_matrices, worst_relative_error_of_first_column
 
 from fastcov import _multifrontal
 
@@ -114,38 +114,20 @@ def test_a_directed_cycle():
 
 
 def test_row_sums_keep_full_relative_accuracy():
-    # A chain whose couplings span 1e-40 .. 1: tridiagonal, off-diagonal entries -w, only
-    # row 0 leaks (row sum 1e-30). Solving A^T x = e_0 (the patrol solver's case: a
-    # non-negative right-hand side) needs no cancellation when the pivots come from the
-    # row sums; x spans some forty orders of magnitude and every entry must keep its
-    # digits. The reference is the same solve in 400-digit arithmetic. Leaves of one
-    # vertex make the chain a tree of separators, so the sums cross fronts.
-    mpmath = pytest.importorskip("mpmath")
+    # The patrol solver's case: A^T x = e_0, a non-negative right-hand side. With the
+    # pivots from the row sums every entry of x keeps its digits, though x spans some
+    # forty orders of magnitude (see leaky_chain). Leaves of one vertex make the chain a
+    # tree of separators, so the sums cross fronts; one leaf of n, a single front.
+    pytest.importorskip("mpmath")
     n = 40
-    rng = np.random.default_rng(9)
-    weights = 10.0 ** rng.uniform(-40, 0, (2, n - 1))
-    rows = np.concatenate([np.arange(n - 1), np.arange(1, n), np.arange(n)])
-    columns = np.concatenate([np.arange(1, n), np.arange(n - 1), np.arange(n)])
-    sums = np.zeros(n)
-    sums[0] = 1e-30
-    matrix = np.zeros((n, n))
-    matrix[np.arange(n - 1), np.arange(1, n)] = -weights[0]
-    matrix[np.arange(1, n), np.arange(n - 1)] = -weights[1]
+    rows, columns, matrix, sums = leaky_chain(n, seed=9)
     for leaf in (1, 4, n):
         analysis = _multifrontal.Analysis.from_pattern(rows, columns, n, leaf)
-        factors = _factored(analysis, rows, columns, matrix, sums)  # diagonal not read
+        factors = _factored(analysis, rows, columns, matrix, sums)
         x = np.zeros(n)
         x[0] = 1.0
         _multifrontal.solve(analysis, factors, x, True)
-        with mpmath.workdps(400):
-            exact = mpmath.matrix(n, n)
-            for i in range(n):
-                for j in range(n):
-                    exact[i, j] = mpmath.mpf(float(matrix[i, j]))
-                exact[i, i] = mpmath.mpf(float(sums[i])) - sum(exact[i, j] for j in range(n))
-            expected = mpmath.lu_solve(exact.T, mpmath.matrix([1] + [0] * (n - 1)))
-            errors = [abs((mpmath.mpf(float(x[i])) - expected[i]) / expected[i]) for i in range(n)]
-        assert float(max(errors)) < 1e-13, leaf
+        assert worst_relative_error_of_first_column(matrix, sums, x) < 1e-13, leaf
     assert x.max() / x.min() > 1e20  # the case is as hard as it claims
 
 
