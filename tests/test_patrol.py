@@ -444,3 +444,16 @@ def test_the_compiled_planned_step_is_the_step_written_out(eps, floor):
     np.testing.assert_array_equal(state.mu, team.mu)
     np.testing.assert_array_equal(state.probabilities, probabilities)
     np.testing.assert_array_equal(state.grad, grad)
+
+
+def test_steps_reuse_the_factor_arrays_of_earlier_steps(monkeypatch):
+    g = _solved_by("multifrontal", graph.load("office"), monkeypatch)
+    theta = np.random.default_rng(9).standard_normal((3, g.n_edges))
+    pattern = patrol._pattern(g)
+    first = patrol.value_and_grad(g, theta)
+    spare = {id(array) for array in pattern._spare_factors}
+    assert len(spare) == 3  # one a robot, given back when the step was done
+    second = patrol.value_and_grad(g, theta)
+    assert {id(array) for array in pattern._spare_factors} == spare
+    assert second.value == first.value
+    np.testing.assert_array_equal(second.grad, first.grad)
