@@ -15,8 +15,8 @@ Solving. Let A = (I - P) without the row and column of one vertex r (r = 0). For
 irreducible P, A is a non-singular M-matrix, sparse with the graph's pattern: one sparse
 LU of A per robot (fill-reducing order on A + A^T, diagonal pivots, which an M-matrix
 keeps positive) gives mu from A^T x = P(r, .) without r, x_r = 1, mu = x / sum(x), never a
-dense inverse. Graphs up to tens of thousands of vertices are factored by an elimination
-plan made once per graph (:mod:`fastcov._elimination`: compiled, every robot in one pass,
+dense inverse. Graphs up to a few thousand vertices are factored by an elimination plan
+made once per graph (:mod:`fastcov._elimination`: compiled, every robot in one pass,
 no per-call overhead); larger ones by a multifrontal LU with a nested-dissection order,
 also analysed once per graph (:mod:`fastcov._multifrontal`: dense fronts, BLAS), whose
 factor arrays stay with the graph for its next step (0.8 GB a robot on a 10^6-vertex grid).
