@@ -78,9 +78,10 @@ class Plan(NamedTuple):
         """
         rows, columns = np.asarray(rows, np.int64), np.asarray(columns, np.int64)
         order = minimum_degree_order(rows, columns, n)
-        ptr, neighbours = _symbolic(order[rows], order[columns], n)
-        if max_updates is not None and np.sum(np.diff(ptr) ** 2) > max_updates:
+        symbolic = _symbolic(order[rows], order[columns], n, max_updates)
+        if symbolic is None:
             return None
+        ptr, neighbours = symbolic
         if n + 2 * len(neighbours) > np.iinfo(np.int32).max:
             raise ValueError(f"the filled pattern of {n} rows has too many entries for a plan")
         return cls(order, ptr, neighbours, _update_targets(ptr, neighbours))
@@ -220,17 +221,22 @@ def minimum_degree_order(rows, columns, n):
     return lu.perm_c.astype(np.int64)
 
 
-def _symbolic(rows, columns, n):
+def _symbolic(rows, columns, n, max_updates=None):
     """(ptr, neighbours) of the filled pattern of a matrix with entries at (rows, columns),
     already in elimination order: eliminating k joins its later neighbours pairwise, so its
     neighbour set, less its first member p, is merged into p's (p is k's parent in the
-    elimination tree, and is eliminated after k).
+    elimination tree, and is eliminated after k). None as soon as the elimination takes
+    more than ``max_updates`` multiply-adds (the square of each neighbour count).
     """
     later = [set() for _ in range(n)]
     for first, second in zip(rows.tolist(), columns.tolist(), strict=True):
         if first != second:
             later[min(first, second)].add(max(first, second))
+    updates = 0
     for k in range(n):
+        updates += len(later[k]) ** 2
+        if max_updates is not None and updates > max_updates:
+            return None
         if later[k]:
             parent = min(later[k])
             later[parent] |= later[k] - {parent}

@@ -457,3 +457,21 @@ def test_steps_reuse_the_factor_arrays_of_earlier_steps(monkeypatch):
     assert {id(array) for array in pattern._spare_factors} == spare
     assert second.value == first.value
     np.testing.assert_array_equal(second.grad, first.grad)
+
+
+def test_a_large_tree_gets_a_plan_not_nested_dissection():
+    # Beyond _PLAN_ROWS a graph goes to the multifrontal LU, unless its nested dissection
+    # is poor: level-structure separators of a tree are wide (a random tree of 5e4
+    # vertices: 2.5e6 flops a vertex), while a minimum-degree LU of it has no fill.
+    rng = np.random.default_rng(10)
+    n = patrol._PLAN_ROWS + 2000
+    edges = [(v, int(rng.integers(0, v))) for v in range(1, n)]
+    g = graph.Graph.from_edges(edges, stay=True)
+    pattern = patrol._pattern(g)
+    assert pattern.plan is not None and pattern.analysis is None
+    theta = rng.standard_normal((2, g.n_edges))
+    state = patrol.value_and_grad(g, theta)
+    shape = (g.n_vertices, g.n_vertices)
+    for mu, p in zip(state.mu, state.probabilities, strict=True):
+        chain = scipy.sparse.csr_array((p, g.indices, g.indptr), shape=shape)
+        np.testing.assert_allclose(chain.T @ mu, mu, rtol=1e-12, atol=1e-18)
