@@ -72,8 +72,8 @@ class Analysis(NamedTuple):
         Where each member of B_t lies in the front of t's parent (its row there).
     entry_ptr, entries, entry_places : ndarray of int64
         Node t owns the matrix entries entries[entry_ptr[t]:entry_ptr[t + 1]] (indices
-        into the rows and columns the analysis was made from), and entry e goes to
-        place entry_places[e] of the row-major front (f_t x (f_t + 1), the row sums last).
+        into the rows and columns the analysis was made from); entries[at] goes to place
+        entry_places[at] of the row-major front (f_t x (f_t + 1), the row sums last).
     factor_ptr : ndarray of int64, shape (T + 1,)
         Where each node's factors lie in :func:`factor`'s result.
     largest_front, stack_size : int64 arrays of one element
@@ -101,7 +101,8 @@ class Analysis(NamedTuple):
         Parameters
         ----------
         rows, columns : array_like of int, shape (nnz,)
-            Positions of the entries of an n x n matrix, each position once.
+            Positions of the entries of an n x n matrix; the values of repeated positions
+        add up.
         n : int
         leaf : int
             Connected parts of at most this many vertices are not split further.
@@ -343,9 +344,8 @@ def _eliminate(front, k, carried, parameters):
 
 # BLAS from SciPy (the Fortran interface through scipy.linalg.cython_blas), called on a
 # row-major front F as on the column-major matrix X = F^T, in place: no copies.
-llvmlite.binding.add_symbol(
-    "fastcov_dgemm", get_cython_function_address("scipy.linalg.cython_blas", "dgemm")
-)
+_DGEMM_ADDRESS = get_cython_function_address("scipy.linalg.cython_blas", "dgemm")
+llvmlite.binding.add_symbol("fastcov_dgemm", _DGEMM_ADDRESS)
 llvmlite.binding.add_symbol(
     "fastcov_dtrsm", get_cython_function_address("scipy.linalg.cython_blas", "dtrsm")
 )
@@ -388,8 +388,7 @@ def _local_thread_setter():
 
     try:
         info = _Info()
-        address = get_cython_function_address("scipy.linalg.cython_blas", "dgemm")
-        if not ctypes.CDLL(None).dladdr(ctypes.c_void_p(address), ctypes.byref(info)):
+        if not ctypes.CDLL(None).dladdr(ctypes.c_void_p(_DGEMM_ADDRESS), ctypes.byref(info)):
             return None
         setter = ctypes.CDLL(info.file.decode()).openblas_set_num_threads_local
     except (AttributeError, OSError, TypeError):  # no dladdr, no such library or symbol
@@ -533,28 +532,22 @@ def _nested_dissection(adjacency_ptr, adjacency, leaf):
             if part_of[v] != part:
                 continue
             head, tail = _search(adjacency_ptr, adjacency, part_of, part, v, level, scratch, tail)
+            split = head  # a leaf: all its vertices are its node's
+            if tail - head > leaf:
+                split = _separate(
+                    adjacency_ptr, adjacency, part_of, part, level, scratch, head, tail
+                )
             for q in range(head, tail):
                 part_of[scratch[q]] = part + 1  # found: not searched again from here
-            if tail - head <= leaf:
-                for q in range(head, tail):
-                    node_vertices[node_start[n_nodes] + q - head] = scratch[q]
-                node_start[n_nodes + 1] = node_start[n_nodes] + tail - head
-                node_parent[n_nodes] = parent
-                n_nodes += 1
-                continue
-            for q in range(head, tail):
-                part_of[scratch[q]] = part
-            split = _separate(adjacency_ptr, adjacency, part_of, part, level, scratch, head, tail)
-            for q in range(head, tail):
-                part_of[scratch[q]] = part + 1
             for q in range(split, tail):
                 node_vertices[node_start[n_nodes] + q - split] = scratch[q]
             node_start[n_nodes + 1] = node_start[n_nodes] + tail - split
             node_parent[n_nodes] = parent
             for q in range(head, split):
                 work[q] = scratch[q]
-            stack[depth] = (head, split, n_nodes)
-            depth += 1
+            if split > head:
+                stack[depth] = (head, split, n_nodes)
+                depth += 1
             n_nodes += 1
         part += 1
     return _postorder(node_vertices, node_start[: n_nodes + 1], node_parent[:n_nodes])
