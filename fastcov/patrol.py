@@ -191,8 +191,9 @@ def _team_state(graph, logits, eps, floor):
     logits = _check_logits(graph, logits)
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (N, n_edges), got {logits.shape}")
-    if graph.n_vertices > 1 and _pattern(graph).plan is not None:
-        return _planned_state(graph, logits, api._check_eps(eps), floor)
+    pattern = _pattern(graph) if graph.n_vertices > 1 else None
+    if pattern is not None and pattern.plan is not None:
+        return _planned_state(graph, pattern, logits, api._check_eps(eps), floor)
     softmax = _softmax_of(graph, logits)
     probabilities = _with_floor(graph, softmax.copy() if floor else softmax, floor)
     team = _team(graph, probabilities)
@@ -203,11 +204,10 @@ def _team_state(graph, logits, eps, floor):
     return PatrolState(value, grad, team.mu, probabilities)
 
 
-def _planned_state(graph, logits, eps, floor):
-    """:func:`_team_state` on a graph with an elimination plan: the whole step in one
-    compiled call (on MUSEUM the separate calls' overhead was most of the step).
+def _planned_state(graph, pattern, logits, eps, floor):
+    """:func:`_team_state` on a graph with an elimination plan (its ``pattern``): the whole
+    step in one compiled call (on MUSEUM the separate calls' overhead was most of the step).
     """
-    pattern = _pattern(graph)
     group, block, _ = cpu.partition(len(logits))
     scale = _floor_scale(graph, floor) if floor else np.ones(0)
     partials, robot, grad, mu, probabilities = _planned_step(
