@@ -12,8 +12,9 @@ into a :class:`Plan`:
 - the value slot that each update of the elimination writes to.
 
 A factorisation is then a fixed loop of divisions and multiply-adds over value slots. The
-matrices lie side by side in the innermost axis (values have shape (slots, M)), so one pass
-factors all M of them and the loop vectorises across them.
+matrices lie side by side in the innermost axis (values have shape (slots, LANES)), so one
+pass factors LANES of them, each step one SIMD operation on a row (:mod:`fastcov._lanes`);
+callers with fewer matrices fill the spare lanes with any harmless one.
 
 There is no pivoting, so a plan suits matrices whose elimination in any symmetric order
 is stable: non-singular M-matrices (pivots stay positive), which is what the patrol solver
@@ -34,6 +35,8 @@ import numba
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
+
+from . import _lanes
 
 __all__ = ["Plan", "factor", "solve", "minimum_degree_order"]
 
@@ -120,79 +123,73 @@ class Plan(NamedTuple):
 
 @_jit
 def factor(plan, values, row_sums):
-    """Overwrite ``values`` (n_slots, M), float64, with the LU factors of its M matrices
-    (their entries at :meth:`Plan.slots`, zeros elsewhere).
+    """Overwrite ``values`` (n_slots, LANES), float64, with the LU factors of its LANES
+    matrices (their entries at :meth:`Plan.slots`, zeros elsewhere).
 
-    ``row_sums`` is either empty, shape (0, M): plain Gaussian elimination; or, for
-    M-matrices (off-diagonal entries <= 0), each matrix's row sums, shape (n, M), >= 0, in
-    the original row order. Then every pivot is computed as the row sum of what is left
-    to eliminate less its off-diagonal entries, and the row sums are carried along (the
-    Grassmann-Taksar-Heyman variant): no step subtracts numbers of like sign, so the
-    factors keep full relative accuracy however ill-conditioned the matrices are, and the
-    diagonal entries given are never read.
+    ``row_sums`` is either empty, shape (0, LANES): plain Gaussian elimination; or, for
+    M-matrices (off-diagonal entries <= 0), each matrix's row sums, shape (n, LANES),
+    >= 0, in the original row order. Then every pivot is computed as the row sum of what
+    is left to eliminate less its off-diagonal entries, and the row sums are carried
+    along (the Grassmann-Taksar-Heyman variant): no step subtracts numbers of like sign,
+    so the factors keep full relative accuracy however ill-conditioned the matrices are,
+    and the diagonal entries given are never read.
     """
+    _lanes.require_lanes(values)
+    _lanes.require_lanes(row_sums)
     order, ptr, neighbours, targets = plan.order, plan.ptr, plan.neighbours, plan.targets
-    n, fill, matrices = ptr.size - 1, neighbours.size, values.shape[1]
-    sums = np.empty((n if row_sums.shape[0] else 0, matrices))
+    n, fill = ptr.size - 1, neighbours.size
+    sums = np.empty((n if row_sums.shape[0] else 0, _lanes.LANES))
     for v in range(sums.shape[0]):
-        sums[order[v]] = row_sums[v]
+        _lanes.copy(sums, order[v], row_sums, v)
     update = 0
     for k in range(n):
         if sums.shape[0]:
             # Row k of U is final: its pivot is what leaves the row, to later columns and
             # to the columns already eliminated (the carried row sum).
-            for m in range(matrices):
-                values[k, m] = sums[k, m]
+            _lanes.copy(values, k, sums, k)
             for t in range(ptr[k], ptr[k + 1]):
-                for m in range(matrices):
-                    values[k, m] -= values[n + fill + t, m]
+                _lanes.subtract(values, k, values, n + fill + t)
         for t in range(ptr[k], ptr[k + 1]):
-            for m in range(matrices):
-                values[n + t, m] /= values[k, m]
+            _lanes.divide(values, n + t, values, k)
         if sums.shape[0]:
             for t in range(ptr[k], ptr[k + 1]):
-                for m in range(matrices):
-                    sums[neighbours[t], m] -= values[n + t, m] * sums[k, m]
+                _lanes.subtract_product(sums, neighbours[t], values, n + t, sums, k)
         for a in range(ptr[k], ptr[k + 1]):
             for b in range(ptr[k], ptr[k + 1]):
-                target = targets[update]
+                _lanes.subtract_product(
+                    values, targets[update], values, n + a, values, n + fill + b
+                )
                 update += 1
-                for m in range(matrices):
-                    values[target, m] -= values[n + a, m] * values[n + fill + b, m]
 
 
 @_jit
 def solve(plan, values, rhs, transposed):
-    """Solve A_m x_m = rhs[:, m] (A_m^T x_m with ``transposed``) for every matrix m, in
-    place. ``values`` is :func:`factor`'s result; ``rhs`` is (n, M) float64 with rows in
-    the original order.
+    """Solve A_m x_m = rhs[:, m] (A_m^T x_m with ``transposed``) for each of the LANES
+    matrices m, in place. ``values`` is :func:`factor`'s result; ``rhs`` is (n, LANES)
+    float64 with rows in the original order.
     """
+    _lanes.require_lanes(values)
+    _lanes.require_lanes(rhs)
     order, ptr, neighbours = plan.order, plan.ptr, plan.neighbours
-    n, fill, matrices = ptr.size - 1, neighbours.size, values.shape[1]
-    x = np.empty((n, matrices))
+    n, fill = ptr.size - 1, neighbours.size
+    x = np.empty((n, _lanes.LANES))
     for v in range(n):
-        x[order[v]] = rhs[v]
+        _lanes.copy(x, order[v], rhs, v)
     # A = L U: L y = b forwards, then U x = y backwards. A^T = U^T L^T: U^T y = b
     # forwards, then L^T x = y backwards. The first factor's slots start at ``first``.
     first, second = (n + fill, n) if transposed else (n, n + fill)
     for k in range(n):
         if transposed:
-            for m in range(matrices):
-                x[k, m] /= values[k, m]
+            _lanes.divide(x, k, values, k)
         for t in range(ptr[k], ptr[k + 1]):
-            i = neighbours[t]
-            for m in range(matrices):
-                x[i, m] -= values[first + t, m] * x[k, m]
+            _lanes.subtract_product(x, neighbours[t], values, first + t, x, k)
     for k in range(n - 1, -1, -1):
         for t in range(ptr[k], ptr[k + 1]):
-            j = neighbours[t]
-            for m in range(matrices):
-                x[k, m] -= values[second + t, m] * x[j, m]
+            _lanes.subtract_product(x, k, values, second + t, x, neighbours[t])
         if not transposed:
-            for m in range(matrices):
-                x[k, m] /= values[k, m]
+            _lanes.divide(x, k, values, k)
     for v in range(n):
-        rhs[v] = x[order[v]]
+        _lanes.copy(rhs, v, x, order[v])
 
 
 def minimum_degree_order(rows, columns, n):

@@ -40,6 +40,7 @@ C-contiguous outputs of mu's dtype (float64 for J); they raise
 :class:`fastcov._errors.InvalidValues` when ``check`` is true and a value is out of range.
 """
 
+import functools
 import math
 
 import numba
@@ -100,9 +101,10 @@ def policy_gradient(mu, dmu, eps, out, check):
     out[...] = partials.sum(axis=0)
 
 
+@functools.cache
 def partition(n_agents):
     """(the group of ``_gradient``, block states, maximum chunk count) for N agents: from
-    the shape and the configuration only.
+    the shape and the configuration's constants only, so it is computed once per N.
     """
     group = (0,) * _single_group_size(n_agents)
     return group, _config.block_states(n_agents), _config.MAX_CHUNKS

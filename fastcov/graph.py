@@ -195,6 +195,11 @@ class Graph:
         degrees.setflags(write=False)
         return degrees
 
+    @functools.cached_property
+    def largest_out_degree(self):
+        """The most out-edges of any vertex (0 for a graph without vertices)."""
+        return int(self.out_degrees.max(initial=0))
+
     def label(self, vertex):
         """The caller's name of vertex index ``vertex`` (a Python object, not a NumPy scalar)."""
         label = self.labels[vertex]

@@ -7,20 +7,33 @@ from hypothesis import strategies as st
 from m_matrices import leaky_chain, m_matrices, worst_relative_error_of_first_column
 
 from fastcov import _elimination
+from fastcov._lanes import LANES
 
 
-def _factored(plan, rows, columns, matrices, row_sums):
-    values = np.zeros((plan.n_slots, len(matrices)))
+def _factored(plan, rows, columns, matrices, row_sums, spare=1.0):
+    """The factors of up to LANES ``matrices``; the spare lanes hold ``spare`` times the
+    identity."""
+    values = np.zeros((plan.n_slots, LANES))
+    values[: plan.n] = spare  # the diagonal's slots
     slots = plan.slots(rows, columns)
     for m, matrix in enumerate(matrices):
         values[slots, m] = matrix[rows, columns]
+    if row_sums.shape[0]:
+        row_sums = _in_lanes(row_sums, spare)
     _elimination.factor(plan, values, row_sums)
     return values
 
 
-def _plain(count):
+def _in_lanes(columns, spare=0.0):
+    """(n, count) as (n, LANES), the spare lanes filled with ``spare``."""
+    lanes = np.full((len(columns), LANES), spare)
+    lanes[:, : columns.shape[1]] = columns
+    return lanes
+
+
+def _plain():
     """The ``row_sums`` argument of a plain factorisation."""
-    return np.empty((0, count))
+    return np.empty((0, LANES))
 
 
 def _check_solves(rows, columns, n, seed, count=3):
@@ -31,10 +44,10 @@ def _check_solves(rows, columns, n, seed, count=3):
     plan = _elimination.Plan.from_pattern(rows, columns, n)
     matrices, row_sums = m_matrices(rng, rows, columns, n, count)
     rhs = rng.standard_normal((n, count))
-    for sums in (_plain(count), row_sums):
+    for sums in (_plain(), row_sums):
         values = _factored(plan, rows, columns, matrices, sums)
         for transposed in (False, True):
-            x = rhs.copy()
+            x = _in_lanes(rhs)
             _elimination.solve(plan, values, x, transposed)
             for m, matrix in enumerate(matrices):
                 expected = np.linalg.solve(matrix.T if transposed else matrix, rhs[:, m])
@@ -93,19 +106,35 @@ def test_update_count_and_the_limit():
     assert _elimination.Plan.from_pattern(rows, columns, 6, max_updates=55) is not None
 
 
-def test_matrices_are_independent_columns():
-    # Factoring three matrices together equals factoring each alone, bit for bit.
+def test_matrices_are_independent_lanes():
+    # Factoring a full row of lanes equals factoring each matrix alone beside spare
+    # lanes of any content, and solving too, bit for bit.
     rng = np.random.default_rng(4)
     n = 30
     rows, columns = rng.integers(0, n, 90), rng.integers(0, n, 90)
     rows, columns = np.append(rows, np.arange(n)), np.append(columns, np.arange(n))
     plan = _elimination.Plan.from_pattern(rows, columns, n)
-    matrices, row_sums = m_matrices(rng, rows, columns, n, 3)
-    for sums in (_plain(3), row_sums):
+    matrices, row_sums = m_matrices(rng, rows, columns, n, LANES)
+    rhs = rng.standard_normal((n, LANES))
+    for sums in (_plain(), row_sums):
         together = _factored(plan, rows, columns, matrices, sums)
-        for m in range(3):
-            alone = _factored(plan, rows, columns, matrices[m : m + 1], sums[:, m : m + 1])
+        solved = rhs.copy()
+        _elimination.solve(plan, together, solved, True)
+        for m in range(LANES):
+            single = sums[:, m : m + 1] if sums.shape[0] else sums
+            alone = _factored(plan, rows, columns, matrices[m : m + 1], single, spare=3.0)
             np.testing.assert_array_equal(alone[:, 0], together[:, m])
+            x = _in_lanes(rhs[:, m : m + 1], spare=np.nan)
+            _elimination.solve(plan, alone, x, True)
+            np.testing.assert_array_equal(x[:, 0], solved[:, m])
+
+
+def test_arrays_must_be_lanes_wide():
+    plan = _elimination.Plan.from_pattern([0], [1], 2)
+    with pytest.raises(ValueError, match="exactly LANES columns"):
+        _elimination.factor(plan, np.zeros((plan.n_slots, LANES - 1)), _plain())
+    with pytest.raises(ValueError, match="exactly LANES columns"):
+        _elimination.solve(plan, np.ones((plan.n_slots, LANES)), np.zeros((2, 3)), False)
 
 
 @settings(max_examples=40, deadline=None)
@@ -121,7 +150,7 @@ def test_random_patterns_match_dense_solves(n, density, seed):
     _check_solves(rows, columns, n, seed)
 
 
-@pytest.mark.parametrize("count", [1, 8, 13])
+@pytest.mark.parametrize("count", [1, LANES])
 def test_any_number_of_matrices(count):
     n = 20
     rows = np.arange(n - 1)
@@ -137,10 +166,11 @@ def test_row_sums_keep_full_relative_accuracy():
     rows, columns, matrix, sums = leaky_chain(n, seed=9)
     plan = _elimination.Plan.from_pattern(rows, columns, n)
     values = _factored(plan, rows, columns, [matrix], sums[:, np.newaxis])
-    x = np.zeros((n, 1))
+    x = np.zeros((n, LANES))
     x[0] = 1.0
     _elimination.solve(plan, values, x, True)
-    assert worst_relative_error_of_first_column(matrix, sums, x[:, 0]) < 1e-13
+    x = x[:, 0]
+    assert worst_relative_error_of_first_column(matrix, sums, x) < 1e-13
     assert x.max() / x.min() > 1e20  # the case is as hard as it claims
 
 

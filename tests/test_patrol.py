@@ -89,14 +89,19 @@ def test_a_graph_is_immutable_and_owns_its_arrays():
     np.testing.assert_allclose(patrol.stationary(g, np.zeros(2)), [0.5, 0.5])
 
 
-def test_bad_logits():
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_bad_logits(bad):
     g = graph.load("house")
     with pytest.raises(ValueError, match="n_edges = 20"):
         patrol.value_and_grad(g, np.zeros((2, 19)))
-    theta = np.zeros((2, 20))
-    theta[1, 7] = np.nan
-    with pytest.raises(ValueError, match=r"logits\[1, 7\] = nan"):
+    theta = np.zeros((3, 40))[:, ::2]  # not contiguous
+    theta[1, 7] = bad
+    with pytest.raises(ValueError, match=rf"logits\[1, 7\] = {bad} is not finite"):
         patrol.value_and_grad(g, theta)
+    with pytest.raises(ValueError, match=rf"logits\[7\] = {bad} is not finite"):
+        patrol.stationary(g, theta[1])
+    theta[1, 7] = np.finfo(np.float64).max  # finite, however large
+    assert np.isfinite(patrol.transition_probabilities(g, theta)).all()
 
 
 def test_softmax_rows_sum_to_one_and_survive_huge_logits():
