@@ -19,7 +19,16 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-__all__ = ["LANES", "copy", "divide", "require_lanes", "subtract", "subtract_product"]
+__all__ = [
+    "LANES",
+    "add",
+    "copy",
+    "divide",
+    "maximum",
+    "require_lanes",
+    "subtract",
+    "subtract_product",
+]
 
 #: Lanes of a row: 8 float64 are one AVX-512 register, two AVX2 ones.
 LANES = 8
@@ -87,6 +96,12 @@ def _row_pointer(context, builder, types_, values):
 
 copy = _one_operand(lambda builder, out, source: source)
 copy.__doc__ = "out[i] = source[j]"
+add = _one_operand(lambda builder, out, source: builder.fadd(out, source))
+add.__doc__ = "out[i] += source[j]"
+maximum = _one_operand(
+    lambda builder, out, source: builder.select(builder.fcmp_ordered(">", source, out), source, out)
+)
+maximum.__doc__ = "out[i] = max(out[i], source[j]) (source[j] where it is larger; no NaN)"
 subtract = _one_operand(lambda builder, out, source: builder.fsub(out, source))
 subtract.__doc__ = "out[i] -= source[j]"
 divide = _one_operand(lambda builder, out, by: builder.fdiv(out, by))

@@ -742,24 +742,59 @@ def _rows(array):
 
 @_jit
 def _softmax(indptr, logits, out):
-    for robot in range(logits.shape[0]):
-        row = out[robot]
-        # Less each vertex's largest logit: exp never overflows.
-        for s in range(indptr.size - 1):
-            largest = -np.inf
-            for e in range(indptr[s], indptr[s + 1]):
-                largest = max(largest, logits[robot, e])
-            for e in range(indptr[s], indptr[s + 1]):
-                row[e] = logits[robot, e] - largest
-        # One loop over all edges, apart from the per-vertex ones: it vectorises.
-        for e in range(row.size):
-            row[e] = _vmath.exp(row[e])
-        for s in range(indptr.size - 1):
-            total = 0.0
-            for e in range(indptr[s], indptr[s + 1]):
-                total += row[e]
-            for e in range(indptr[s], indptr[s + 1]):
-                row[e] /= total
+    """out[i, e] = exp(logits[i, e]) / sum of exp(logits[i, e']) over the edges e' out of
+    e's source: LANES robots at a time, their logits side by side in a row of lanes, so
+    that each step over a vertex's edges is one SIMD operation (MUSEUM, 8 robots: 5.9 µs
+    as loops over each robot's edges, 4.0 µs in lanes), in blocks of whole vertices' edges.
+    """
+    n_robots, n_edges = logits.shape
+    largest_degree = 0
+    for s in range(indptr.size - 1):
+        largest_degree = max(largest_degree, indptr[s + 1] - indptr[s])
+    work = np.zeros((min(n_edges, max(_SOFTMAX_BLOCK_EDGES, largest_degree)), _lanes.LANES))
+    vertex = np.empty((1, _lanes.LANES))
+    last = n_robots - 1
+    for first in range(0, n_robots, _lanes.LANES):
+        # Spare lanes repeat the last robot, and so write the same numbers to its row:
+        # every lane loop runs LANES times, which Numba compiles without a loop.
+        start = 0
+        while start < indptr.size - 1:
+            stop = start + 1
+            while stop < indptr.size - 1 and indptr[stop + 1] - indptr[start] <= work.shape[0]:
+                stop += 1
+            edges = range(indptr[start], indptr[stop])
+            for e in edges:
+                for m in range(_lanes.LANES):
+                    work[e - edges.start, m] = logits[min(first + m, last), e]
+            # Less each vertex's largest logit: exp never overflows.
+            for s in range(start, stop):
+                if indptr[s] == indptr[s + 1]:
+                    continue
+                _lanes.copy(vertex, 0, work, indptr[s] - edges.start)
+                for e in range(indptr[s] + 1, indptr[s + 1]):
+                    _lanes.maximum(vertex, 0, work, e - edges.start)
+                for e in range(indptr[s], indptr[s + 1]):
+                    _lanes.subtract(work, e - edges.start, vertex, 0)
+            # One loop over all edges, apart from the per-vertex ones: it vectorises.
+            exponents = work.reshape(-1)
+            for k in range(len(edges) * _lanes.LANES):
+                exponents[k] = _vmath.exp(exponents[k])
+            for s in range(start, stop):
+                if indptr[s] == indptr[s + 1]:
+                    continue
+                _lanes.copy(vertex, 0, work, indptr[s] - edges.start)
+                for e in range(indptr[s] + 1, indptr[s + 1]):
+                    _lanes.add(vertex, 0, work, e - edges.start)
+                for e in range(indptr[s], indptr[s + 1]):
+                    _lanes.divide(work, e - edges.start, vertex, 0)
+            for e in edges:
+                for m in range(_lanes.LANES):
+                    out[min(first + m, last), e] = work[e - edges.start, m]
+            start = stop
+
+
+#: Edges a block of :func:`_softmax` holds (more where one vertex has more): 256 KiB.
+_SOFTMAX_BLOCK_EDGES = 1 << 12
 
 
 @_jit

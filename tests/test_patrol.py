@@ -104,6 +104,24 @@ def test_bad_logits(bad):
     assert np.isfinite(patrol.transition_probabilities(g, theta)).all()
 
 
+@pytest.mark.parametrize("n_robots", [1, 8, 11])
+def test_softmax_in_lanes_and_blocks_is_numpys(n_robots):
+    # More edges than one block of lanes holds, and a hub with more than a block alone.
+    n = 6000
+    ring = [(v, (v + 1) % n) for v in range(n)]
+    hub = [(0, v) for v in range(2, 5000)]
+    g = graph.Graph.from_edges(ring + hub, directed=True)
+    assert g.n_edges > patrol._SOFTMAX_BLOCK_EDGES < g.largest_out_degree
+    theta = np.random.default_rng(1).standard_normal((n_robots, g.n_edges)) * 30.0
+    p = patrol.transition_probabilities(g, theta)
+    for robot in range(n_robots):
+        for s in (0, 1, 2, n - 1):
+            edges = slice(g.indptr[s], g.indptr[s + 1])
+            weights = np.exp(theta[robot, edges] - theta[robot, edges].max())
+            np.testing.assert_allclose(p[robot, edges], weights / weights.sum(), rtol=1e-13)
+    np.testing.assert_allclose(np.add.reduceat(p, g.indptr[:-1], axis=1), 1.0, rtol=1e-14)
+
+
 def test_softmax_rows_sum_to_one_and_survive_huge_logits():
     g = graph.load("office")
     theta = np.random.default_rng(0).standard_normal(g.n_edges) * 800.0
