@@ -15,9 +15,9 @@ Solving. Let A = (I - P) without the row and column of one vertex r (r = 0). For
 irreducible P, A is a non-singular M-matrix, sparse with the graph's pattern: one sparse
 LU of A per robot (fill-reducing order on A + A^T, diagonal pivots, which an M-matrix
 keeps positive) gives mu from A^T x = P(r, .) without r, x_r = 1, mu = x / sum(x), never a
-dense inverse. Graphs up to a few thousand vertices are factored by an elimination plan
-made once per graph (:mod:`fastcov._elimination`: compiled, every robot in one pass,
-no per-call overhead); larger ones by a multifrontal LU with a nested-dissection order,
+dense inverse. Graphs up to about 20,000 vertices (grids; more for sparser maps) are
+factored by an elimination plan made once per graph (:mod:`fastcov._elimination`:
+compiled, 8 robots a pass side by side in SIMD lanes, no per-call overhead); larger ones by a multifrontal LU with a nested-dissection order,
 also analysed once per graph (:mod:`fastcov._multifrontal`: dense fronts, BLAS), whose
 factor arrays stay with the graph for its next step (0.8 GB a robot on a 10^6-vertex grid).
 
@@ -175,7 +175,7 @@ def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
 
     Notes
     -----
-    On a graph too large for an elimination plan (grids from about 6,400 vertices), the LU
+    On a graph too large for an elimination plan (grids from about 20,000 vertices), the LU
     factors of every robot stay allocated with the graph after the call, for the next
     step to reuse: about 0.8 GB a robot on a 10^6-vertex grid (a fresh array costs more
     to touch than the factorisation that fills it). They are freed with the graph.
@@ -541,10 +541,11 @@ def _in_threads(function, items):
 
 #: Largest graphs (vertices - 1, multiply-adds per robot) factored by an elimination plan;
 #: larger ones go to the multifrontal LU. Steps with 8 robots on grids, plan against
-#: multifrontal: 3,136 vertices (1.7e6 multiply-adds) 8.7 against 14.0 ms; 6,400 (4.8e6)
-#: 26.8 against 27.7 ms; 10,000 (9.5e6) 56.6 against 48.1 ms.
+#: multifrontal (2 cores): 6,400 vertices (4.8e6 multiply-adds) 13.2 against 28.0 ms;
+#: 10,000 (9.5e6) 25.3 against 38.7 ms; 16,900 (2.2e7) 57.6 against 68.7 ms; 22,500
+#: (3.8e7) 108.8 against 99.4 ms. The plan keeps a 4-byte slot index an update.
 _PLAN_ROWS = 1 << 15
-_PLAN_UPDATES = 1 << 22
+_PLAN_UPDATES = 1 << 25
 
 #: A larger graph whose nested dissection takes more flops per vertex than this also tries
 #: a plan (minimum degree), and keeps it where it stays within _PLAN_UPDATES. On a
