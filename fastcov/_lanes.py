@@ -6,7 +6,7 @@ as loops over the lanes, Numba cannot vectorise them: the rows a step reads and 
 writes may be the same memory as far as LLVM knows, so the unrolled loop stays scalar; and
 with the lane count known only at run time, every short loop paid its own set-up. Each
 operation here loads whole rows as one ``<LANES x double>`` vector, computes and stores
-(MUSEUM, 8 robots: one factorisation 4.5 µs as loops, 1.3 µs as these).
+(MUSEUM, 8 robots: one factorisation 4.1 µs as loops, 1.5 µs as these).
 
 Every operation takes 2-D C-contiguous float64 arrays of LANES columns and row indices
 (``out[i] -= a[j] * b[k]``); it does no bounds check, so the caller keeps indices in range

@@ -17,9 +17,10 @@ LU of A per robot (fill-reducing order on A + A^T, diagonal pivots, which an M-m
 keeps positive) gives mu from A^T x = P(r, .) without r, x_r = 1, mu = x / sum(x), never a
 dense inverse. Graphs up to about 20,000 vertices (grids; more for sparser maps) are
 factored by an elimination plan made once per graph (:mod:`fastcov._elimination`:
-compiled, 8 robots a pass side by side in SIMD lanes, no per-call overhead); larger ones by a multifrontal LU with a nested-dissection order,
-also analysed once per graph (:mod:`fastcov._multifrontal`: dense fronts, BLAS), whose
-factor arrays stay with the graph for its next step (0.8 GB a robot on a 10^6-vertex grid).
+compiled, 8 robots a pass side by side in SIMD lanes, no per-call overhead); larger
+ones by a multifrontal LU with a nested-dissection order, also analysed once per graph
+(:mod:`fastcov._multifrontal`: dense fronts, BLAS), whose factor arrays stay with the
+graph for its next step (0.8 GB a robot on a 10^6-vertex grid).
 
 Gradient (the adjoint of the stationary distribution). With g_i = dJ/dmu_i from
 :func:`fastcov.value_and_grad`, differentiating mu^T (I - P) = 0 gives dJ = mu^T dP h for
