@@ -754,7 +754,7 @@ def _softmax(indptr, logits, out):
     for s in range(indptr.size - 1):
         largest_degree = max(largest_degree, indptr[s + 1] - indptr[s])
     work = np.zeros((min(n_edges, max(_SOFTMAX_BLOCK_EDGES, largest_degree)), _lanes.LANES))
-    vertex = np.empty((1, _lanes.LANES))
+    vertex = np.empty((1, _lanes.LANES))  # a vertex's largest logit, or its sum
     last = n_robots - 1
     for first in range(0, n_robots, _lanes.LANES):
         # Spare lanes repeat the last robot, and so write the same numbers to its row:
@@ -769,26 +769,12 @@ def _softmax(indptr, logits, out):
                 for m in range(_lanes.LANES):
                     work[e - edges.start, m] = logits[min(first + m, last), e]
             # Less each vertex's largest logit: exp never overflows.
-            for s in range(start, stop):
-                if indptr[s] == indptr[s + 1]:
-                    continue
-                _lanes.copy(vertex, 0, work, indptr[s] - edges.start)
-                for e in range(indptr[s] + 1, indptr[s + 1]):
-                    _lanes.maximum(vertex, 0, work, e - edges.start)
-                for e in range(indptr[s], indptr[s + 1]):
-                    _lanes.subtract(work, e - edges.start, vertex, 0)
+            _each_vertex(indptr, start, stop, work, vertex, True)
             # One loop over all edges, apart from the per-vertex ones: it vectorises.
             exponents = work.reshape(-1)
             for k in range(len(edges) * _lanes.LANES):
                 exponents[k] = _vmath.exp(exponents[k])
-            for s in range(start, stop):
-                if indptr[s] == indptr[s + 1]:
-                    continue
-                _lanes.copy(vertex, 0, work, indptr[s] - edges.start)
-                for e in range(indptr[s] + 1, indptr[s + 1]):
-                    _lanes.add(vertex, 0, work, e - edges.start)
-                for e in range(indptr[s], indptr[s + 1]):
-                    _lanes.divide(work, e - edges.start, vertex, 0)
+            _each_vertex(indptr, start, stop, work, vertex, False)
             for e in edges:
                 for m in range(_lanes.LANES):
                     out[min(first + m, last), e] = work[e - edges.start, m]
@@ -797,6 +783,28 @@ def _softmax(indptr, logits, out):
 
 #: Edges a block of :func:`_softmax` holds (more where one vertex has more): 256 KiB.
 _SOFTMAX_BLOCK_EDGES = 1 << 12
+
+
+@_jit
+def _each_vertex(indptr, start, stop, work, vertex, largest):
+    """For each vertex s in [start, stop), whose edges' rows of ``work`` begin at row 0
+    with vertex ``start``'s: those rows less their largest (``largest``), or over their sum.
+    """
+    for s in range(start, stop):
+        edges = range(indptr[s] - indptr[start], indptr[s + 1] - indptr[start])
+        if len(edges) == 0:
+            continue
+        _lanes.copy(vertex, 0, work, edges.start)
+        for e in range(edges.start + 1, edges.stop):
+            if largest:
+                _lanes.maximum(vertex, 0, work, e)
+            else:
+                _lanes.add(vertex, 0, work, e)
+        for e in edges:
+            if largest:
+                _lanes.subtract(work, e, vertex, 0)
+            else:
+                _lanes.divide(work, e, vertex, 0)
 
 
 @_jit
