@@ -116,6 +116,29 @@ def _power_of_two(k):
 
 
 @intrinsic
+def prefer_wide_vectors(typingctx):
+    """Let LLVM vectorise the loops of the calling function at 512 bits where it can.
+
+    LLVM's tuning for AVX-512 processors keeps loops it vectorises at 256 bits (ymm) unless
+    a function says otherwise with the attribute ``"prefer-vector-width"="512"``; Numba
+    sets no such attribute, and llvmlite names only a fixed set of attributes, so this
+    adds it to the set as it is written into the IR. It changes the width of the code and
+    nothing else: each lane computes what it did. Where the processor has no AVX-512 it
+    changes nothing. The attribute belongs to the function that calls this, whose loops
+    are vectorised before a caller inlines them (``cpu._one_group``, N = 8, float64 in
+    cache: 6.2 against 5.3 ns a state).
+    """
+
+    def codegen(context, builder, signature, args):
+        # AttributeSet.add accepts only llvmlite's known names; the set itself is written
+        # out as it is, so a string attribute goes in through set.add.
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
 def _float_bits(typingctx, x):
     """The IEEE-754 bits of a float64 as a uint64 (a register move, no memory)."""
 

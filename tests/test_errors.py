@@ -19,7 +19,9 @@ IDS = ["coverage", "entropy", "state_weights", "grad", "value_and_grad", "policy
 
 
 @pytest.mark.parametrize("function", FUNCTIONS, ids=IDS)
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, -0.25, 1.0000000000000002, 7.0])
+@pytest.mark.parametrize(
+    "bad", [np.nan, np.inf, -np.inf, -0.25, -5e-324, 1.0000000000000002, 7.0, 1e308]
+)
 def test_out_of_range_names_the_first_bad_position(backend, function, bad):
     mu = np.full((4, 3, 5), 0.5)
     mu[2, 1, 3] = bad
@@ -29,6 +31,15 @@ def test_out_of_range_names_the_first_bad_position(backend, function, bad):
     message = str(info.value)
     assert "mu[2, 1, 3]" in message and "agent 2" in message and "state (1, 3)" in message
     assert repr(float(bad)) in message
+
+
+@pytest.mark.parametrize("function", FUNCTIONS, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_ends_of_the_range_are_accepted(backend, function, dtype):
+    # The CPU check is x (1 - x) >= 0: exact at both ends, the smallest subnormal included.
+    edges = [-0.0, 0.0, 5e-324, 0.5, 1 - 2.0**-53, 1.0]
+    mu = np.array(edges, dtype)[:, None] * np.ones((1, 9), dtype)
+    function(mu, backend=backend)
 
 
 @pytest.mark.parametrize("function", FUNCTIONS, ids=IDS)
