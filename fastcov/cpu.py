@@ -33,7 +33,8 @@ loop has no branch on ``check`` and no reduction (the bad-value count is always 
 only reported when ``check`` is true; the J terms go to a row summed afterwards).
 
 g is written in float64: straight into the caller's g for float64 mu; for float32 into a
-float64 block that is rounded into g once, so the products are rounded only at the end.
+float64 block that is rounded into g once, so the products are rounded only at the end
+(with streaming stores, ``_stream``, where g is larger than the caches).
 
 The entry points take mu (N, S) C-contiguous float32 or float64 and caller-allocated,
 C-contiguous outputs of mu's dtype (float64 for J); they raise
@@ -46,7 +47,7 @@ import math
 import numba
 import numpy as np
 
-from . import _config, _vmath
+from . import _config, _stream, _vmath
 from ._errors import InvalidValues
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -122,15 +123,15 @@ def gradient_on_this_thread(mu, eps, g, group, block):
     partials = np.zeros(n_blocks)
     unused_states, unused_grad = np.empty(0, mu.dtype), np.empty((0, 0), mu.dtype)
     bad = _sweep_blocks(
-        mu, eps, _WRITE_GRADIENT, unused_states, g, unused_grad, group, block, 0, n_blocks,
-        partials,
+        mu, eps, _WRITE_GRADIENT, unused_states, g, unused_grad, False, group, block, 0,
+        n_blocks, partials,
     )  # fmt: skip
     return partials, bad
 
 
 def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
     # Unused outputs are empty arrays of the same types, so one compiled kernel serves all.
-    # g goes straight into a float64 grad_out, through the float64 block otherwise.
+    # g goes into a float64 grad_out as ``direct``; through the float64 block otherwise.
     if states_out is None:
         states_out = np.empty(0, mu.dtype)
     direct = np.empty((0, 0))
@@ -138,7 +139,8 @@ def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
         grad_out = np.empty((0, 0), mu.dtype)
     elif grad_out.dtype == np.float64:
         direct, grad_out = grad_out, np.empty((0, 0), mu.dtype)
-    partials, bad = _partitioned(_sweep_kernel, mu, eps, what, states_out, direct, grad_out)
+    stream = grad_out.nbytes >= _config.STREAM_STORE_BYTES
+    partials, bad = _partitioned(_sweep_kernel, mu, eps, what, states_out, direct, grad_out, stream)
     _raise_if_bad(check and bad, "mu")
     return math.fsum(partials.tolist())
 
@@ -207,11 +209,12 @@ def _scratch(mu, block, what, group):
 
 
 @_parallel_jit
-def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, group, block, max_chunks):
+def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, stream, group, block, max_chunks):
     """Per-block J partials and bad-value count.
 
     Writes ``what`` into states_out (S,) or, for _WRITE_GRADIENT, g into ``direct``
-    (float64 (N, S)) when it has rows, else rounded into grad_out (N, S).
+    (float64 (N, S)) when it has rows, else rounded into grad_out (N, S); with streaming
+    stores (``_stream``) where ``stream``.
     """
     n_blocks, n_chunks = _chunking(mu.shape[1], block, max_chunks)
     partials = np.zeros(n_blocks)
@@ -219,13 +222,18 @@ def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, group, block, max
     for chunk in numba.prange(n_chunks):
         first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
         bad[chunk] = _sweep_blocks(
-            mu, eps, what, states_out, direct, grad_out, group, block, first, last, partials
-        )
+            mu, eps, what, states_out, direct, grad_out, stream, group, block, first, last,
+            partials,
+        )  # fmt: skip
+        if stream:
+            _stream.fence()
     return partials, bad.sum()
 
 
 @_jit
-def _sweep_blocks(mu, eps, what, states_out, direct, grad_out, group, block, first, last, partials):
+def _sweep_blocks(
+    mu, eps, what, states_out, direct, grad_out, stream, group, block, first, last, partials
+):
     """The sweep over blocks first .. last - 1 (one chunk's), with its own scratch: their
     J partials into ``partials``; returns their count of states with a value outside [0, 1].
     """
@@ -242,7 +250,10 @@ def _sweep_blocks(mu, eps, what, states_out, direct, grad_out, group, block, fir
             )
             if not direct.shape[0]:
                 for i in range(n_agents):
-                    _store(g_block[i, :n], grad_out[i, s0:s1])
+                    if stream:
+                        _stream.store(g_block[i, :n], grad_out[i, s0:s1])
+                    else:
+                        _store(g_block[i, :n], grad_out[i, s0:s1])
         else:
             partials[b], block_bad = _states(
                 mu, s0, s1, eps, what, work, g_block, padded, states_out

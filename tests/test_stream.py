@@ -1,0 +1,43 @@
+"""Streaming stores: every element lands, rounded once, whatever the output's alignment."""
+
+import numba
+import numpy as np
+import pytest
+
+import fastcov
+from fastcov import _config, _stream
+
+
+@numba.njit
+def _store_row(values, out):
+    _stream.store(values, out)
+    _stream.fence()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("offset", range(16))
+def test_store_is_an_ordinary_copy(dtype, offset):
+    # Rows that start at every position within a cache line, lengths around whole lines.
+    rng = np.random.default_rng(offset)
+    for n in (0, 1, 7, 15, 16, 17, 33, 100, 1000):
+        values = rng.normal(size=n) * 1e30
+        memory = np.zeros(3 * (n + 20) + offset, dtype)
+        out = memory[offset : offset + 3 * (n + 20)].reshape(3, n + 20)
+        _store_row(values, out[1, 10 : 10 + n])
+        expected = np.zeros_like(out)
+        expected[1, 10 : 10 + n] = values.astype(dtype)
+        np.testing.assert_array_equal(out, expected)  # nothing outside the row is touched
+
+
+@pytest.mark.parametrize("n_agents", [1, 3, 8, 13])
+def test_streamed_float32_gradient_is_the_cached_one(monkeypatch, n_agents):
+    rng = np.random.default_rng(n_agents)
+    mu = rng.uniform(0.0, 0.4, (n_agents, 20_011)).astype(np.float32)
+    mu[0, :7] = [0.0, 1.0, 1e-30, 0.5, 0.25, 1e-8, 0.999]
+    value, g = fastcov.value_and_grad(mu, backend="cpu")
+    monkeypatch.setattr(_config, "STREAM_STORE_BYTES", 0)
+    streamed = np.full_like(g, np.nan)
+    streamed_value, same = fastcov.value_and_grad(mu, backend="cpu", out=streamed)
+    assert same is streamed and streamed_value == value
+    np.testing.assert_array_equal(streamed, g)
+    np.testing.assert_allclose(g, fastcov.grad(mu, backend="numpy"), rtol=1e-5, atol=0)
