@@ -25,6 +25,8 @@ __all__ = [
     "copy",
     "divide",
     "maximum",
+    "multiply",
+    "reciprocal",
     "require_lanes",
     "subtract",
     "subtract_product",
@@ -106,6 +108,12 @@ subtract = _one_operand(lambda builder, out, source: builder.fsub(out, source))
 subtract.__doc__ = "out[i] -= source[j]"
 divide = _one_operand(lambda builder, out, by: builder.fdiv(out, by))
 divide.__doc__ = "out[i] /= by[j]"
+multiply = _one_operand(lambda builder, out, by: builder.fmul(out, by))
+multiply.__doc__ = "out[i] *= by[j]"
+reciprocal = _one_operand(
+    lambda builder, out, source: builder.fdiv(ir.Constant(_VECTOR, [1.0] * LANES), source)
+)
+reciprocal.__doc__ = "out[i] = 1 / source[j]"
 subtract_product = _two_operands(
     lambda builder, out, left, right: builder.fsub(out, builder.fmul(left, right))
 )

@@ -18,13 +18,15 @@ def _apply_all(out, a, b, rows):
     _lanes.maximum(out, 4, a, j)
     _lanes.subtract_product(out, 5, a, i, b, k)
     _lanes.subtract_product(out, 6, out, 6, out, 6)  # every operand the row written
+    _lanes.multiply(out, 7, b, j)
+    _lanes.reciprocal(out, 8, a, k)
 
 
 @pytest.mark.parametrize("index_type", [np.int32, np.int64])
 def test_row_operations_are_numpys(index_type):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((2, 5, LANES))
-    out = rng.standard_normal((7, LANES))
+    out = rng.standard_normal((9, LANES))
     rows = np.array([4, 0, 2], index_type)
     expected = out.copy()
     i, j, k = rows
@@ -35,6 +37,8 @@ def test_row_operations_are_numpys(index_type):
     expected[4] = np.maximum(expected[4], a[j])
     expected[5] -= a[i] * b[k]
     expected[6] -= expected[6] * expected[6]
+    expected[7] *= b[j]
+    expected[8] = 1.0 / a[k]
     _apply_all(out, a, b, rows)
     np.testing.assert_array_equal(out, expected)
 
