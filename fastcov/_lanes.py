@@ -22,6 +22,7 @@ from numba.extending import intrinsic
 __all__ = [
     "LANES",
     "add",
+    "add_product",
     "copy",
     "divide",
     "maximum",
@@ -114,6 +115,10 @@ reciprocal = _one_operand(
     lambda builder, out, source: builder.fdiv(ir.Constant(_VECTOR, [1.0] * LANES), source)
 )
 reciprocal.__doc__ = "out[i] = 1 / source[j]"
+add_product = _two_operands(
+    lambda builder, out, left, right: builder.fadd(out, builder.fmul(left, right))
+)
+add_product.__doc__ = "out[i] += left[j] * right[k]"
 subtract_product = _two_operands(
     lambda builder, out, left, right: builder.fsub(out, builder.fmul(left, right))
 )

@@ -242,34 +242,45 @@ def _planned_step(
     P): softmax (floored with ``scale`` = 1 - d(s) floor when ``floor``), the plan's
     factorisation and mu, fastcov's gradient sweep on this thread (the same blocks, so the
     same g, as :func:`fastcov.value_and_grad`), the adjoint and the chain rule.
+
+    LANES robots at a time stay in lanes from the softmax to the chain rule: their
+    logits, probabilities, mu and h are transposed into lanes once and their results out
+    once (MUSEUM, 8 robots: a call of this function from Python 21.0 -> 15.6 us).
     """
-    softmax = np.empty_like(logits)
-    _softmax(indptr, logits, softmax)
-    probabilities = softmax
-    if floor:
-        probabilities = softmax * scale + floor
-    mu = np.ones((logits.shape[0], indptr.size - 1))
-    chunks = range(0, mu.shape[0], _lanes.LANES)
+    n_robots, n_edges = logits.shape
+    n = indptr.size - 1
+    chunks = range(0, n_robots, _lanes.LANES)
+    softmax = np.empty((len(chunks), n_edges, _lanes.LANES))
+    moves = np.empty_like(softmax) if floor else softmax
     values = np.empty((len(chunks), plan.ptr.size - 1 + 2 * plan.neighbours.size, _lanes.LANES))
+    mu_lanes = np.empty((len(chunks), n, _lanes.LANES))
+    probabilities = np.empty_like(logits)
+    mu = np.empty((n_robots, n))
     for c, first in enumerate(chunks):
-        robots = slice(first, first + _lanes.LANES)
+        _into_lanes(logits, first, 0, n_edges, softmax[c])
+        _softmax_lanes(indptr, 0, n, softmax[c])
+        if floor:
+            _floored(softmax[c], scale, floor, moves[c])
+        _out_of_lanes(moves[c], n_edges, first, 0, probabilities)
         _planned_stationary(
-            plan, slots, kept_edges, indptr, indices, probabilities[robots], mu[robots], values[c]
+            plan, slots, kept_edges, indptr, indices, moves[c], values[c], mu_lanes[c]
         )
+        _out_of_lanes(mu_lanes[c], n, first, 0, mu)
     grad = np.empty_like(logits)
     partials = np.zeros(0)
-    for robot in range(mu.shape[0]):
-        for v in range(mu.shape[1]):
+    for robot in range(n_robots):
+        for v in range(n):
             if not np.isfinite(mu[robot, v]):
                 return partials, robot, grad, mu, probabilities
     # mu is finite and in [0, 1] (_normalise clips round-off): no value is out of range.
     g = np.empty_like(mu)
     partials, _ = cpu.gradient_on_this_thread(mu, eps, g, group, block)
-    h = np.zeros_like(mu)
+    h = np.empty((n, _lanes.LANES))
+    gradient = np.empty((n_edges, _lanes.LANES))
     for c, first in enumerate(chunks):
-        robots = slice(first, first + _lanes.LANES)
-        _planned_adjoint(plan, values[c], g[robots], mu[robots], h[robots])
-    _chain_rule(indptr, indices, softmax, mu, h, grad)
+        _planned_adjoint(plan, values[c], g[first:], mu[first:], h)
+        _chain_rule_lanes(indptr, indices, 0, n, softmax[c], mu_lanes[c], h, gradient)
+        _out_of_lanes(gradient, n_edges, first, 0, grad)
     if floor:
         grad *= scale  # dP/dsoftmax
     return partials, -1, grad, mu, probabilities
@@ -472,20 +483,24 @@ class _PlannedTeam(_Team):
     def _factor(self, robots):
         pattern = _pattern(self.graph)
         values = np.empty((pattern.plan.n_slots, _lanes.LANES))
+        mu = np.empty((self.graph.n_vertices, _lanes.LANES))
         _planned_stationary(
             pattern.plan,
             pattern.planned_slots,
             pattern.kept_edges,
             self.graph.indptr,
             self.graph.indices,
-            self.probabilities[robots],
-            self.mu[robots],
+            _lanes_of(self.probabilities, robots),
             values,
+            mu,
         )
+        self.mu[robots] = mu[:, : robots.stop - robots.start].T
         return values
 
     def _adjoint(self, robots, values, g, h):
-        _planned_adjoint(_pattern(self.graph).plan, values, g[robots], self.mu[robots], h[robots])
+        lanes = np.empty((self.graph.n_vertices, _lanes.LANES))
+        _planned_adjoint(_pattern(self.graph).plan, values, g[robots], self.mu[robots], lanes)
+        h[robots] = lanes[:, : robots.stop - robots.start].T
 
 
 class _FrontalTeam(_Team):
@@ -515,12 +530,12 @@ class _FrontalTeam(_Team):
         with _multifrontal.one_blas_thread():
             _multifrontal.factor(pattern.analysis, values, to_first, factors)
         x = np.empty((pattern.n, 1))
-        _from_first(self.graph.indptr, self.graph.indices, probabilities, x)
+        _from_first(self.graph.indptr, self.graph.indices, probabilities.T, x)
         _multifrontal.solve(pattern.analysis, factors, x[:, 0], True)
         # Cancellation-free, so x >= 0; not finite only where a move underflowed.
         if not np.isfinite(x).all():
             raise _too_extreme(robot, self.probabilities, "is not finite")
-        _normalise(x, self.mu[robots])
+        _normalise(x, self.mu[robots].T)
         return factors
 
     def _adjoint(self, robots, factors, g, h):
@@ -565,26 +580,30 @@ def _too_extreme(robot, probabilities, what):
 
 
 @_jit
-def _planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities, mu, values):
-    """Factor the A_i of up to LANES robots (``probabilities``, ``mu``: their rows) by the
-    plan into ``values`` (n_slots, LANES), a robot a lane, and set ``mu``.
+def _planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities, values, mu):
+    """Factor the A_i of LANES robots by the plan into ``values`` (n_slots, LANES), a robot
+    a lane, and set their stationary distributions ``mu`` (n + 1, LANES).
 
-    A_i is an M-matrix whose row sums are known exactly, so the factorisation is the
-    cancellation-free one (see :func:`_elimination.factor`), and so is the solve for mu
-    (its right-hand side is >= 0): mu keeps full relative accuracy in every entry, even
-    where the logits make some moves 1e-30 likely.
+    ``probabilities`` (n_edges, LANES) holds the robots' edge probabilities in lanes
+    (spare lanes a copy of a real robot's). A_i is an M-matrix whose row sums are known
+    exactly, so the factorisation is the cancellation-free one (see
+    :func:`_elimination.factor`), and so is the solve for mu (its right-hand side is
+    >= 0): mu keeps full relative accuracy in every entry, even where the logits make
+    some moves 1e-30 likely.
     """
-    n, robots = plan.ptr.size - 1, probabilities.shape[0]
+    n = plan.ptr.size - 1
     values[:] = 0.0
-    _assemble(values, slots, kept_edges, probabilities)
+    one = np.ones((1, _lanes.LANES))
+    for k in range(kept_edges.size, slots.size):  # the diagonal
+        _lanes.copy(values, slots[k], one, 0)
+    for k in range(kept_edges.size):
+        _lanes.subtract(values, slots[k], probabilities, kept_edges[k])
     # A's row sums are the probabilities of moving to vertex 0: exact, with no 1 - sum.
-    # A spare lane holds the identity, whose row sums are 1.
     to_first = np.zeros((n, _lanes.LANES))
-    to_first[:, robots:] = 1.0
     for s in range(1, indptr.size - 1):
         for e in range(indptr[s], indptr[s + 1]):
             if indices[e] == 0:
-                to_first[s - 1, :robots] = probabilities[:, e]
+                _lanes.copy(to_first, s - 1, probabilities, e)
     _elimination.factor(plan, values, to_first)
     x = np.empty((n, _lanes.LANES))
     _from_first(indptr, indices, probabilities, x)
@@ -594,49 +613,40 @@ def _planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities,
 
 @_jit
 def _planned_adjoint(plan, values, g, mu, h):
-    """h[:, 1:] of up to LANES robots from their lanes of the plan's factors (h[:, 0] = 0
-    stays).
+    """Set the adjoint h (n + 1, LANES), h[0] = 0, of up to LANES robots (rows of ``g``
+    and ``mu``; spare lanes 0) from their lanes of the plan's factors.
     """
-    x = np.zeros((h.shape[1] - 1, _lanes.LANES))
-    _centred(g, mu, x)
+    x = np.zeros((h.shape[0] - 1, _lanes.LANES))
+    _centred(g[: _lanes.LANES], mu[: _lanes.LANES], x)
     _elimination.solve(plan, values, x, False)
-    h[:, 1:] = x[:, : h.shape[0]].T
+    h[0] = 0.0
+    for v in range(x.shape[0]):
+        _lanes.copy(h, v + 1, x, v)
 
 
-# The steps both solvers share, on arrays with a column per robot (``values``, ``x``: the
-# plan's lanes, where columns past the last robot are spare; the multifrontal LU's one
-# robot is one column).
-
-
-@_jit
-def _assemble(values, slots, kept_edges, probabilities):
-    """Scatter each robot's A = (I - P) without vertex 0 into values[:, robot]: 1 at
-    slots[-n + 1:] (the diagonal), -P(e) at slots[k] for edge e = kept_edges[k]; a spare
-    column gets the identity.
-    """
-    diagonal = slots[kept_edges.size :]
-    for k in range(diagonal.size):
-        values[diagonal[k]] = 1.0
-    for robot in range(probabilities.shape[0]):
-        for k in range(kept_edges.size):
-            values[slots[k], robot] -= probabilities[robot, kept_edges[k]]
+# The steps both solvers share, on arrays with a column per robot (``probabilities``,
+# ``x``, ``mu``: the plan's lanes, where columns past the last robot are spare; the
+# multifrontal LU's one robot is one column).
 
 
 @_jit
 def _from_first(indptr, indices, probabilities, x):
-    """x[:, robot] = P(0, .) without vertex 0: the right-hand side of A^T x = P(0, .);
-    0 in a spare column.
+    """Set x = P(0, .) without vertex 0 (a row per vertex, a column per robot; 0 where
+    vertex 0 has no edge): the right-hand side of A^T x = P(0, .). ``probabilities`` has
+    a row per edge.
     """
     x[:] = 0.0
     for e in range(indptr[0], indptr[1]):
         if indices[e] > 0:
-            for robot in range(probabilities.shape[0]):
-                x[indices[e] - 1, robot] = probabilities[robot, e]
+            for robot in range(x.shape[1]):
+                x[indices[e] - 1, robot] = probabilities[e, robot]
 
 
 @_jit
 def _centred(g, mu, x):
-    """x[:, robot] = g - (mu . g) 1 without vertex 0: the Poisson equation's right side."""
+    """x[:, robot] = g - (mu . g) 1 without vertex 0: the Poisson equation's right side
+    (``g`` and ``mu`` a row per robot).
+    """
     for robot in range(g.shape[0]):
         mean = 0.0
         for v in range(g.shape[1]):
@@ -647,16 +657,16 @@ def _centred(g, mu, x):
 
 @_jit
 def _normalise(x, mu):
-    """mu[robot] = (1, x[:, robot]) / its sum, clipped to [0, 1] against round-off: with
-    x_0 = 1 the solution of A^T x = P(0, .) is the chain's stationary measure.
+    """mu[:, robot] = (1, x[:, robot]) / its sum, clipped to [0, 1] against round-off:
+    with x_0 = 1 the solution of A^T x = P(0, .) is the chain's stationary measure.
     """
-    for robot in range(mu.shape[0]):
+    for robot in range(x.shape[1]):
         total = 1.0
         for v in range(x.shape[0]):
             total += x[v, robot]
-        mu[robot, 0] = min(1.0 / total, 1.0)
+        mu[0, robot] = min(1.0 / total, 1.0)
         for v in range(x.shape[0]):
-            mu[robot, v + 1] = min(max(x[v, robot] / total, 0.0), 1.0)
+            mu[v + 1, robot] = min(max(x[v, robot] / total, 0.0), 1.0)
 
 
 def _pattern(graph):
@@ -742,50 +752,104 @@ def _rows(array):
     return array.reshape(-1, array.shape[-1])
 
 
+def _lanes_of(rows, robots):
+    """rows[robots] (at most LANES of them) transposed into lanes, spare lanes repeating
+    the last robot.
+    """
+    last = robots.stop - 1
+    return np.ascontiguousarray(
+        rows[np.minimum(np.arange(robots.start, robots.start + _lanes.LANES), last)].T
+    )
+
+
 @_jit
 def _softmax(indptr, logits, out):
     """out[i, e] = exp(logits[i, e]) / sum of exp(logits[i, e']) over the edges e' out of
-    e's source: LANES robots at a time, their logits side by side in a row of lanes, so
-    that each step over a vertex's edges is one SIMD operation (MUSEUM, 8 robots: 5.9 µs
-    as loops over each robot's edges, 4.0 µs in lanes), in blocks of whole vertices' edges.
-    Its loops are 512 bits wide where the processor allows (``_vmath.prefer_wide_vectors``;
-    with one division a vertex, a call from Python went from 4.7 to 4.0 µs).
+    e's source, for rows of robots: LANES robots at a time, in blocks of whole vertices'
+    edges (:func:`_softmax_lanes`).
     """
-    _vmath.prefer_wide_vectors()
-    n_robots, n_edges = logits.shape
-    largest_degree = 0
-    for s in range(indptr.size - 1):
-        largest_degree = max(largest_degree, indptr[s + 1] - indptr[s])
-    work = np.zeros((min(n_edges, max(_SOFTMAX_BLOCK_EDGES, largest_degree)), _lanes.LANES))
-    vertex = np.empty((1, _lanes.LANES))  # a vertex's largest logit, or its sum
-    last = n_robots - 1
-    for first in range(0, n_robots, _lanes.LANES):
-        # Spare lanes repeat the last robot, and so write the same numbers to its row:
-        # every lane loop runs LANES times, which Numba compiles without a loop.
+    work = np.empty((_block_edges(indptr, logits.shape[1]), _lanes.LANES))
+    for first in range(0, logits.shape[0], _lanes.LANES):
         start = 0
         while start < indptr.size - 1:
-            stop = start + 1
-            while stop < indptr.size - 1 and indptr[stop + 1] - indptr[start] <= work.shape[0]:
-                stop += 1
+            stop = _block_stop(indptr, start, work.shape[0])
             edges = range(indptr[start], indptr[stop])
-            for e in edges:
-                for m in range(_lanes.LANES):
-                    work[e - edges.start, m] = logits[min(first + m, last), e]
-            # Less each vertex's largest logit: exp never overflows.
-            _each_vertex(indptr, start, stop, work, vertex, True)
-            # One loop over all edges, apart from the per-vertex ones: it vectorises.
-            exponents = work.reshape(-1)
-            for k in range(len(edges) * _lanes.LANES):
-                exponents[k] = _vmath.exp(exponents[k])
-            _each_vertex(indptr, start, stop, work, vertex, False)
-            for e in edges:
-                for m in range(_lanes.LANES):
-                    out[min(first + m, last), e] = work[e - edges.start, m]
+            _into_lanes(logits, first, edges.start, len(edges), work)
+            _softmax_lanes(indptr, start, stop, work)
+            _out_of_lanes(work, len(edges), first, edges.start, out)
             start = stop
+
+
+@_jit
+def _softmax_lanes(indptr, start, stop, work):
+    """The softmax of the logits of vertices start .. stop - 1 in ``work``, in place: a row
+    per edge from vertex ``start``'s first, a robot a lane, so that each step over a
+    vertex's edges is one SIMD operation (MUSEUM, 8 robots: 5.9 us as loops over each
+    robot's edges, 4.0 us in lanes). Its loops are 512 bits wide where the processor
+    allows (``_vmath.prefer_wide_vectors``).
+    """
+    _vmath.prefer_wide_vectors()
+    vertex = np.empty((1, _lanes.LANES))  # a vertex's largest logit, or its sum
+    # Less each vertex's largest logit: exp never overflows.
+    _each_vertex(indptr, start, stop, work, vertex, True)
+    # One loop over all edges, apart from the per-vertex ones: it vectorises.
+    exponents = work.reshape(-1)
+    for k in range((indptr[stop] - indptr[start]) * _lanes.LANES):
+        exponents[k] = _vmath.exp(exponents[k])
+    _each_vertex(indptr, start, stop, work, vertex, False)
 
 
 #: Edges a block of :func:`_softmax` holds (more where one vertex has more): 256 KiB.
 _SOFTMAX_BLOCK_EDGES = 1 << 12
+
+
+@_jit
+def _block_edges(indptr, n_edges):
+    """Rows of lanes for a block of whole vertices' edges: _SOFTMAX_BLOCK_EDGES, or the
+    largest out-degree where it is more, or all edges where they are fewer.
+    """
+    largest_degree = 0
+    for s in range(indptr.size - 1):
+        largest_degree = max(largest_degree, indptr[s + 1] - indptr[s])
+    return min(n_edges, max(_SOFTMAX_BLOCK_EDGES, largest_degree))
+
+
+@_jit
+def _block_stop(indptr, start, capacity):
+    """The end of the block of vertices from ``start`` whose edges fit ``capacity`` rows
+    (at least one vertex).
+    """
+    stop = start + 1
+    while stop < indptr.size - 1 and indptr[stop + 1] - indptr[start] <= capacity:
+        stop += 1
+    return stop
+
+
+@_jit
+def _into_lanes(rows, first, start, count, lanes):
+    """lanes[k, m] = rows[first + m, start + k] for k < count; lanes past the last row
+    repeat it (so that every lane holds a real robot's numbers).
+    """
+    last = rows.shape[0] - 1
+    for k in range(count):
+        for m in range(_lanes.LANES):
+            lanes[k, m] = rows[min(first + m, last), start + k]
+
+
+@_jit
+def _out_of_lanes(lanes, count, first, start, rows):
+    """rows[first + m, start + k] = lanes[k, m] for k < count, for the rows there are."""
+    for m in range(min(_lanes.LANES, rows.shape[0] - first)):
+        for k in range(count):
+            rows[first + m, start + k] = lanes[k, m]
+
+
+@_jit
+def _floored(softmax, scale, floor, out):
+    """Set out = softmax (1 - d(s) floor) + floor, edge by edge (``scale``: one an edge)."""
+    for e in range(softmax.shape[0]):
+        for m in range(_lanes.LANES):
+            out[e, m] = softmax[e, m] * scale[e] + floor
 
 
 @_jit
@@ -815,18 +879,45 @@ def _each_vertex(indptr, start, stop, work, vertex, largest):
 
 @_jit
 def _chain_rule(indptr, indices, probabilities, mu, h, out):
-    """For edge e out of s, with G_e = mu(s) h(target of e):
-    dJ/dtheta[e] = P(e) (G_e - sum_{e' out of s} P(e') G_e').
+    """:func:`_chain_rule_lanes` for rows of robots: LANES robots at a time, in blocks of
+    whole vertices' edges.
     """
-    for robot in range(probabilities.shape[0]):
-        for s in range(indptr.size - 1):
-            edges = range(indptr[s], indptr[s + 1])
-            mean = 0.0
-            for e in edges:
-                mean += probabilities[robot, e] * mu[robot, s] * h[robot, indices[e]]
-            for e in edges:
-                term = mu[robot, s] * h[robot, indices[e]]
-                out[robot, e] = probabilities[robot, e] * (term - mean)
+    n = indptr.size - 1
+    work = np.empty((_block_edges(indptr, probabilities.shape[1]), _lanes.LANES))
+    gradient = np.empty_like(work)
+    mu_lanes, h_lanes = np.empty((n, _lanes.LANES)), np.empty((n, _lanes.LANES))
+    for first in range(0, probabilities.shape[0], _lanes.LANES):
+        _into_lanes(mu, first, 0, n, mu_lanes)
+        _into_lanes(h, first, 0, n, h_lanes)
+        start = 0
+        while start < n:
+            stop = _block_stop(indptr, start, work.shape[0])
+            edges = range(indptr[start], indptr[stop])
+            _into_lanes(probabilities, first, edges.start, len(edges), work)
+            _chain_rule_lanes(indptr, indices, start, stop, work, mu_lanes, h_lanes, gradient)
+            _out_of_lanes(gradient, len(edges), first, edges.start, out)
+            start = stop
+
+
+@_jit
+def _chain_rule_lanes(indptr, indices, start, stop, probabilities, mu, h, out):
+    """For edge e out of s, with G_e = mu(s) h(target of e):
+    dJ/dtheta[e] = P(e) (G_e - sum_{e' out of s} P(e') G_e'),
+    for the vertices start .. stop - 1, a robot a lane: ``probabilities`` and ``out`` a
+    row per edge from vertex ``start``'s first, ``mu`` and ``h`` a row per vertex.
+    """
+    mean = np.empty((1, _lanes.LANES))
+    zero = np.zeros((1, _lanes.LANES))
+    for s in range(start, stop):
+        edges = range(indptr[s] - indptr[start], indptr[s + 1] - indptr[start])
+        _lanes.copy(mean, 0, zero, 0)
+        for e in edges:
+            _lanes.copy(out, e, mu, s)
+            _lanes.multiply(out, e, h, indices[indptr[start] + e])
+            _lanes.add_product(mean, 0, probabilities, e, out, e)
+        for e in edges:
+            _lanes.subtract(out, e, mean, 0)
+            _lanes.multiply(out, e, probabilities, e)
 
 
 def _check_floor(graph, floor):

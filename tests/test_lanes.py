@@ -20,13 +20,14 @@ def _apply_all(out, a, b, rows):
     _lanes.subtract_product(out, 6, out, 6, out, 6)  # every operand the row written
     _lanes.multiply(out, 7, b, j)
     _lanes.reciprocal(out, 8, a, k)
+    _lanes.add_product(out, 9, b, j, a, i)
 
 
 @pytest.mark.parametrize("index_type", [np.int32, np.int64])
 def test_row_operations_are_numpys(index_type):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((2, 5, LANES))
-    out = rng.standard_normal((9, LANES))
+    out = rng.standard_normal((10, LANES))
     rows = np.array([4, 0, 2], index_type)
     expected = out.copy()
     i, j, k = rows
@@ -39,6 +40,7 @@ def test_row_operations_are_numpys(index_type):
     expected[6] -= expected[6] * expected[6]
     expected[7] *= b[j]
     expected[8] = 1.0 / a[k]
+    expected[9] += b[j] * a[i]
     _apply_all(out, a, b, rows)
     np.testing.assert_array_equal(out, expected)
 

@@ -448,13 +448,16 @@ def test_robots_on_threads_give_the_same_step_bit_for_bit(monkeypatch):
     np.testing.assert_array_equal(threaded.grad, serial.grad)
 
 
-@pytest.mark.parametrize(("eps", "floor"), [(0.0, 0.0), (1e-3, 0.0), (0.0, 0.01)])
-def test_the_compiled_planned_step_is_the_step_written_out(eps, floor):
+@pytest.mark.parametrize(
+    ("eps", "floor", "n_robots"), [(0.0, 0.0, 4), (1e-3, 0.0, 4), (0.0, 0.01, 4), (0.0, 0.01, 11)]
+)
+def test_the_compiled_planned_step_is_the_step_written_out(eps, floor, n_robots):
     # On a graph with a plan the whole step is one compiled call; it must be, bit for bit,
     # the composition of the public pieces: the softmax, the planned stationary
-    # distributions, fastcov.value_and_grad (parallel kernel) and the adjoint.
+    # distributions, fastcov.value_and_grad (parallel kernel) and the adjoint. (11 robots:
+    # two passes of lanes, the second with spare lanes.)
     g = graph.load("museum")
-    theta = np.random.default_rng(8).standard_normal((4, g.n_edges))
+    theta = np.random.default_rng(8).standard_normal((n_robots, g.n_edges))
     state = patrol.value_and_grad(g, theta, eps=eps, floor=floor)
     softmax = patrol._softmax_of(g, theta)
     probabilities = patrol.transition_probabilities(g, theta, floor=floor)
