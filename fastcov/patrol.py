@@ -189,12 +189,13 @@ def _team_state(graph, logits, eps, floor):
     """:func:`value_and_grad` on a graph already known to be strongly connected, with a
     floor already checked.
     """
-    logits = _check_logits(graph, logits)
+    logits = _logits_array(graph, logits)
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (N, n_edges), got {logits.shape}")
     pattern = _pattern(graph) if graph.n_vertices > 1 else None
     if pattern is not None and pattern.plan is not None:
         return _planned_state(graph, pattern, logits, api._check_eps(eps), floor)
+    _require_finite(logits)
     softmax = _softmax_of(graph, logits)
     probabilities = _with_floor(graph, softmax.copy() if floor else softmax, floor)
     team = _team(graph, probabilities)
@@ -206,13 +207,15 @@ def _team_state(graph, logits, eps, floor):
 
 
 def _planned_state(graph, pattern, logits, eps, floor):
-    """:func:`_team_state` on a graph with an elimination plan (its ``pattern``): the whole
-    step in one compiled call (on MUSEUM the separate calls' overhead was most of the step).
+    """:func:`_team_state` on a graph with an elimination plan (its ``pattern``), for
+    logits not yet known to be finite: the whole step in one compiled call (on MUSEUM the
+    separate calls' overhead was most of the step).
     """
     group, block, _ = cpu.partition(len(logits))
     scale = _floor_scale(graph, floor) if floor else _NO_SCALE
+    # The plan goes as its arrays: a named tuple argument took Numba 0.9 us to type.
     partials, robot, grad, mu, probabilities = _planned_step(
-        pattern.plan,
+        *pattern.plan,
         pattern.planned_slots,
         pattern.kept_edges,
         graph.indptr,
@@ -224,6 +227,8 @@ def _planned_state(graph, pattern, logits, eps, floor):
         group,
         block,
     )
+    if robot == _LOGITS_NOT_FINITE:
+        _require_finite(logits)
     if robot >= 0:
         # Only where a probability (nearly) underflows: the chain then no longer reaches
         # every vertex in float64.
@@ -232,16 +237,20 @@ def _planned_state(graph, pattern, logits, eps, floor):
 
 
 _NO_SCALE = np.ones(0)
+_LOGITS_NOT_FINITE = -2
 
 
 @_jit
 def _planned_step(
-    plan, slots, kept_edges, indptr, indices, logits, floor, scale, eps, group, block
-):
-    """(J's block partials, the first robot whose mu is not finite or -1, dJ/dtheta, mu,
-    P): softmax (floored with ``scale`` = 1 - d(s) floor when ``floor``), the plan's
-    factorisation and mu, fastcov's gradient sweep on this thread (the same blocks, so the
-    same g, as :func:`fastcov.value_and_grad`), the adjoint and the chain rule.
+    order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, logits, floor, scale,
+    eps, group, block,
+):  # fmt: skip
+    """(J's block partials, status, dJ/dtheta, mu, P) for the plan of arrays ``order`` ..
+    ``targets``, where status is -1, or the first robot whose mu is not finite, or
+    _LOGITS_NOT_FINITE (then nothing else is computed). The steps: softmax (floored with
+    ``scale`` = 1 - d(s) floor when ``floor``), the plan's factorisation and mu, fastcov's
+    gradient sweep on this thread (the same blocks, so the same g, as
+    :func:`fastcov.value_and_grad`), the adjoint and the chain rule.
 
     LANES robots at a time stay in lanes from the softmax to the chain rule: their
     logits, probabilities, mu and h are transposed into lanes once and their results out
@@ -249,13 +258,16 @@ def _planned_step(
     """
     n_robots, n_edges = logits.shape
     n = indptr.size - 1
+    grad, mu, probabilities = np.empty_like(logits), np.empty((n_robots, n)), np.empty_like(logits)
+    partials = np.zeros(0)
+    if not _all_finite(logits):
+        return partials, _LOGITS_NOT_FINITE, grad, mu, probabilities
+    plan = _elimination.Plan(order, ptr, neighbours, targets)
     chunks = range(0, n_robots, _lanes.LANES)
     softmax = np.empty((len(chunks), n_edges, _lanes.LANES))
     moves = np.empty_like(softmax) if floor else softmax
     values = np.empty((len(chunks), plan.ptr.size - 1 + 2 * plan.neighbours.size, _lanes.LANES))
     mu_lanes = np.empty((len(chunks), n, _lanes.LANES))
-    probabilities = np.empty_like(logits)
-    mu = np.empty((n_robots, n))
     for c, first in enumerate(chunks):
         _into_lanes(logits, first, 0, n_edges, softmax[c])
         _softmax_lanes(indptr, 0, n, softmax[c])
@@ -266,8 +278,6 @@ def _planned_step(
             plan, slots, kept_edges, indptr, indices, moves[c], values[c], mu_lanes[c]
         )
         _out_of_lanes(mu_lanes[c], n, first, 0, mu)
-    grad = np.empty_like(logits)
-    partials = np.zeros(0)
     for robot in range(n_robots):
         for v in range(n):
             if not np.isfinite(mu[robot, v]):
@@ -922,7 +932,9 @@ def _chain_rule_lanes(indptr, indices, start, stop, probabilities, mu, h, out):
 
 def _check_floor(graph, floor):
     degree = max(graph.largest_out_degree, 1)
-    if not isinstance(floor, numbers.Real) or not 0.0 <= floor < 1.0 / degree:
+    # A float is checked first: the ABC's isinstance takes longer than the rest.
+    real = type(floor) is float or isinstance(floor, numbers.Real)
+    if not real or not 0.0 <= floor < 1.0 / degree:
         raise ValueError(
             f"floor must be a number in [0, 1/{degree}) for {graph.name}, whose busiest "
             f"vertex has {degree} out-edges; got {floor!r}"
@@ -951,17 +963,29 @@ def _floor_scale(graph, floor):
 
 
 def _check_logits(graph, logits):
+    """``logits`` as a float64 array of shape (n_edges,) or (N, n_edges), all finite."""
+    logits = _logits_array(graph, logits)
+    _require_finite(logits)
+    return logits
+
+
+def _logits_array(graph, logits):
+    """``logits`` as a float64 array of shape (n_edges,) or (N, n_edges)."""
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim not in (1, 2) or logits.shape[-1] != graph.n_edges:
         raise ValueError(
             f"logits must have shape (n_edges,) or (N, n_edges) with n_edges = "
             f"{graph.n_edges}, got {logits.shape}"
         )
+    return logits
+
+
+def _require_finite(logits):
+    """Raise ValueError naming the first logit that is not finite, if one is."""
     if not _all_finite(_rows(logits)):
         bad = tuple(np.argwhere(~np.isfinite(logits))[0])
         position = ", ".join(str(int(k)) for k in bad)
         raise ValueError(f"logits[{position}] = {logits[bad]} is not finite")
-    return logits
 
 
 @_jit
