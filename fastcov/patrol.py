@@ -494,13 +494,15 @@ class _PlannedTeam(_Team):
         pattern = _pattern(self.graph)
         values = np.empty((pattern.plan.n_slots, _lanes.LANES))
         mu = np.empty((self.graph.n_vertices, _lanes.LANES))
+        probabilities = np.empty((self.graph.n_edges, _lanes.LANES))
+        _into_lanes(self.probabilities, robots.start, 0, self.graph.n_edges, probabilities)
         _planned_stationary(
             pattern.plan,
             pattern.planned_slots,
             pattern.kept_edges,
             self.graph.indptr,
             self.graph.indices,
-            _lanes_of(self.probabilities, robots),
+            probabilities,
             values,
             mu,
         )
@@ -760,16 +762,6 @@ def _softmax_chain_rule(graph, probabilities, mu, h):
 def _rows(array):
     """A 1-D or 2-D array as a 2-D view (one row per robot)."""
     return array.reshape(-1, array.shape[-1])
-
-
-def _lanes_of(rows, robots):
-    """rows[robots] (at most LANES of them) transposed into lanes, spare lanes repeating
-    the last robot.
-    """
-    last = robots.stop - 1
-    return np.ascontiguousarray(
-        rows[np.minimum(np.arange(robots.start, robots.start + _lanes.LANES), last)].T
-    )
 
 
 @_jit
