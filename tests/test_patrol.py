@@ -104,14 +104,22 @@ def test_bad_logits(bad):
     assert np.isfinite(patrol.transition_probabilities(g, theta)).all()
 
 
-@pytest.mark.parametrize("n_robots", [1, 8, 11])
-def test_softmax_in_lanes_and_blocks_is_numpys(n_robots):
-    # More edges than one block of lanes holds, and a hub with more than a block alone.
+def _ring_and_hub():
+    """More edges than one block of lanes holds, and a hub with more than a block alone;
+    every vertex has two out-edges at least (with one, its chain-rule terms are zero).
+    """
     n = 6000
-    ring = [(v, (v + 1) % n) for v in range(n)]
+    ring = [(v, (v + step) % n) for v in range(n) for step in (1, -1)]
     hub = [(0, v) for v in range(2, 5000)]
     g = graph.Graph.from_edges(ring + hub, directed=True)
     assert g.n_edges > patrol._SOFTMAX_BLOCK_EDGES < g.largest_out_degree
+    return g
+
+
+@pytest.mark.parametrize("n_robots", [1, 8, 11])
+def test_softmax_in_lanes_and_blocks_is_numpys(n_robots):
+    g = _ring_and_hub()
+    n = g.n_vertices
     theta = np.random.default_rng(1).standard_normal((n_robots, g.n_edges)) * 30.0
     p = patrol.transition_probabilities(g, theta)
     for robot in range(n_robots):
@@ -120,6 +128,22 @@ def test_softmax_in_lanes_and_blocks_is_numpys(n_robots):
             weights = np.exp(theta[robot, edges] - theta[robot, edges].max())
             np.testing.assert_allclose(p[robot, edges], weights / weights.sum(), rtol=1e-13)
     np.testing.assert_allclose(np.add.reduceat(p, g.indptr[:-1], axis=1), 1.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize("n_robots", [1, 8, 11])
+def test_chain_rule_in_lanes_and_blocks_is_numpys(n_robots):
+    # dJ/dtheta[e] = P(e) (G_e - sum_{e' out of s} P(e') G_e'), G_e = mu(s) h(target of e),
+    # written out with NumPy over every edge at once.
+    g = _ring_and_hub()
+    rng = np.random.default_rng(2)
+    p = patrol.transition_probabilities(g, rng.standard_normal((n_robots, g.n_edges)))
+    mu = rng.random((n_robots, g.n_vertices))
+    h = rng.standard_normal((n_robots, g.n_vertices))
+    G = mu[:, g.sources] * h[:, g.indices]
+    mean = np.add.reduceat(p * G, g.indptr[:-1], axis=1)[:, g.sources]
+    expected = p * (G - mean)
+    grad = patrol._softmax_chain_rule(g, p, mu, h)
+    np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-15 * np.abs(G).max())
 
 
 def test_softmax_rows_sum_to_one_and_survive_huge_logits():
