@@ -102,7 +102,7 @@ class Analysis(NamedTuple):
         ----------
         rows, columns : array_like of int, shape (nnz,)
             Positions of the entries of an n x n matrix; the values of repeated positions
-        add up.
+            add up.
         n : int
         leaf : int
             Connected parts of at most this many vertices are not split further.
@@ -465,21 +465,14 @@ def _address(front, i, j):
 @_jit
 def _adjacency(rows, columns, n):
     """CSR of the graph of A + A^T, without self-loops or repeats, neighbours ascending."""
-    ptr = np.zeros(n + 1, np.int64)
+    # Each off-diagonal entry both ways; a diagonal one goes to no vertex (key -1).
+    keys = np.concatenate((rows, columns))
     for e in range(rows.size):
-        if rows[e] != columns[e]:
-            ptr[rows[e] + 1] += 1
-            ptr[columns[e] + 1] += 1
-    for v in range(n):
-        ptr[v + 1] += ptr[v]
-    neighbours = np.empty(ptr[n], np.int64)
-    filled = ptr[:-1].copy()
-    for e in range(rows.size):
-        if rows[e] != columns[e]:
-            neighbours[filled[rows[e]]] = columns[e]
-            filled[rows[e]] += 1
-            neighbours[filled[columns[e]]] = rows[e]
-            filled[columns[e]] += 1
+        if rows[e] == columns[e]:
+            keys[e] = -1
+            keys[rows.size + e] = -1
+    ptr, at = _buckets(keys, n)
+    neighbours = np.concatenate((columns, rows))[at]
     # Sort each vertex's neighbours and drop repeats, compacting as it goes.
     kept = 0
     start = 0
@@ -635,17 +628,8 @@ def _postorder(node_vertices, node_start, node_parent):
     parent) in the new numbering.
     """
     n_nodes = node_parent.size
-    child_count = np.zeros(n_nodes + 1, np.int64)
-    for t in range(n_nodes):
-        child_count[node_parent[t] + 1] += 1
-    first_child = np.zeros(n_nodes + 2, np.int64)
-    for t in range(n_nodes + 1):
-        first_child[t + 1] = first_child[t] + child_count[t]
-    kids = np.empty(n_nodes, np.int64)
-    filled = first_child[:-1].copy()
-    for t in range(n_nodes):
-        kids[filled[node_parent[t] + 1]] = t
-        filled[node_parent[t] + 1] += 1
+    # Children of each node, the roots under a virtual node 0 (parent -1 shifted by one).
+    first_child, kids = _buckets(node_parent + 1, n_nodes + 1)
     # Iterative depth-first search from the virtual root (index 0 = parent -1).
     new_number = np.empty(n_nodes, np.int64)
     stack = np.empty(n_nodes + 1, np.int64)
@@ -682,20 +666,28 @@ def _postorder(node_vertices, node_start, node_parent):
 
 @_jit
 def _children(parent):
-    n_nodes = parent.size
-    child_ptr = np.zeros(n_nodes + 1, np.int64)
-    for t in range(n_nodes):
-        if parent[t] >= 0:
-            child_ptr[parent[t] + 1] += 1
-    for t in range(n_nodes):
-        child_ptr[t + 1] += child_ptr[t]
-    children = np.empty(child_ptr[-1], np.int64)
-    filled = child_ptr[:-1].copy()
-    for t in range(n_nodes):  # ascending: each node's children in order
-        if parent[t] >= 0:
-            children[filled[parent[t]]] = t
-            filled[parent[t]] += 1
-    return child_ptr, children
+    """(child_ptr, children): each node's children, ascending (roots have parent -1)."""
+    return _buckets(parent, parent.size)
+
+
+@_jit
+def _buckets(keys, n_buckets):
+    """(ptr, members): the indices e with keys[e] = b, ascending, at members[ptr[b] :
+    ptr[b + 1]] (a stable counting sort); an index with a negative key is in no bucket.
+    """
+    ptr = np.zeros(n_buckets + 1, np.int64)
+    for e in range(keys.size):
+        if keys[e] >= 0:
+            ptr[keys[e] + 1] += 1
+    for b in range(n_buckets):
+        ptr[b + 1] += ptr[b]
+    members = np.empty(ptr[n_buckets], np.int64)
+    filled = ptr[:-1].copy()
+    for e in range(keys.size):
+        if keys[e] >= 0:
+            members[filled[keys[e]]] = e
+            filled[keys[e]] += 1
+    return ptr, members
 
 
 @_jit
@@ -771,17 +763,7 @@ def _entry_places(i, j, node_ptr, boundary_ptr, boundary):
     owner = np.empty(i.size, np.int64)
     for e in range(i.size):
         owner[e] = node_of[min(i[e], j[e])]
-    # The entries sorted by owner (a counting sort: stable).
-    entry_ptr = np.zeros(n_nodes + 1, np.int64)
-    for e in range(i.size):
-        entry_ptr[owner[e] + 1] += 1
-    for t in range(n_nodes):
-        entry_ptr[t + 1] += entry_ptr[t]
-    entries = np.empty(i.size, np.int64)
-    filled = entry_ptr[:-1].copy()
-    for e in range(i.size):
-        entries[filled[owner[e]]] = e
-        filled[owner[e]] += 1
+    entry_ptr, entries = _buckets(owner, n_nodes)
     places = np.empty(i.size, np.int64)
     for at in range(entries.size):
         e = entries[at]
