@@ -415,18 +415,25 @@ def train(
     return TrainResult(theta, np.asarray(history), state)
 
 
+@_jit
 def _adam(theta, first_moment, second_moment, updates, grad, learning_rate):
     """One Adam ascent step, in place, for the robots (rows) given; ``updates`` counts each
-    robot's steps (its bias correction).
+    robot's steps (its bias correction). The operations and their order are the
+    textbook's, so the result is that of its array expressions bit for bit (each bias
+    correction from the scalar power: NumPy's array power may differ in the last bit).
+    Compiled: as some twenty small array operations it took about 15 us, as long as the
+    gradient step itself on MUSEUM.
     """
-    updates += 1
-    first_moment *= 0.9
-    first_moment += 0.1 * grad
-    second_moment *= 0.999
-    second_moment += 0.001 * grad**2
-    m_hat = first_moment / (1.0 - 0.9**updates)[:, np.newaxis]
-    v_hat = second_moment / (1.0 - 0.999**updates)[:, np.newaxis]
-    theta += learning_rate * m_hat / (np.sqrt(v_hat) + 1e-8)
+    for robot in range(theta.shape[0]):
+        updates[robot] += 1.0
+        first_correction = 1.0 - 0.9 ** updates[robot]
+        second_correction = 1.0 - 0.999 ** updates[robot]
+        for e in range(theta.shape[1]):
+            first_moment[robot, e] = first_moment[robot, e] * 0.9 + 0.1 * grad[robot, e]
+            second_moment[robot, e] = second_moment[robot, e] * 0.999 + 0.001 * grad[robot, e] ** 2
+            m_hat = first_moment[robot, e] / first_correction
+            v_hat = second_moment[robot, e] / second_correction
+            theta[robot, e] += learning_rate * m_hat / (np.sqrt(v_hat) + 1e-8)
 
 
 def upper_bound(n_vertices, n_robots):
