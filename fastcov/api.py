@@ -70,8 +70,8 @@ def coverage(mu, *, out=None, backend="auto", check=True, stream=None):
         agent, state and value), ``mu`` with no axis, or an ``out`` of the wrong shape or
         dtype. If raised, the contents of ``out`` are unspecified.
     TypeError
-        Complex, object, string or other non-real ``mu``; a device array with a host
-        backend.
+        Complex, object, string or other non-real ``mu``; a masked array (its mask
+        would be lost); a device array with a host backend.
     RuntimeError
         ``backend="cuda"`` where it cannot run; the message says why (numba-cuda not
         installed, no driver, no GPU).
@@ -241,7 +241,7 @@ def policy_gradient(mu, dmu, *, eps=0.0, out=None, backend="auto", check=True, s
         As for :func:`grad`, and for a ``dmu`` of the wrong shape or, when ``check``, with
         a NaN or infinity (the message names its position).
     TypeError
-        Non-real ``mu`` or ``dmu``.
+        Non-real or masked ``mu`` or ``dmu``.
     """
     eps = _check_eps(eps)
     call = _Call(mu, backend, stream, jacobian=dmu)
@@ -301,12 +301,10 @@ class _Call:
         self.module = _backend_module(backend)
         self.memory = self.module.Memory(mu, stream) if backend == "cuda" else HostMemory()
         self.stream_args = {"stream": self.memory.stream} if backend == "cuda" else {}
-        array = _real_array(self.memory.asarray(mu), "mu")
+        array = _real_array(self.memory, mu, "mu")
         if array.ndim == 0:
             raise ValueError("mu must have shape (N, *state_shape), agents first; got a scalar")
-        self.jacobian = (
-            None if jacobian is None else _real_array(self.memory.asarray(jacobian), "dmu")
-        )
+        self.jacobian = None if jacobian is None else _real_array(self.memory, jacobian, "dmu")
         float32 = array.dtype == np.float32 and (
             self.jacobian is None or self.jacobian.dtype == np.float32
         )
@@ -385,13 +383,28 @@ def _backend_module(name):
     return module
 
 
-def _real_array(array, name):
-    """``array`` (NumPy or device) itself, after checking it holds real numbers."""
+def _real_array(memory, x, name):
+    """``x`` as an array where ``memory`` keeps it (NumPy or device), after checking that it
+    holds real numbers.
+    """
+    array = memory.asarray(_unmasked(x, name))
     if array.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} must hold real numbers (bool, integer or float); got dtype {array.dtype}"
         )
     return array
+
+
+def _unmasked(x, name):
+    """``x``, unless it is a masked array: NumPy's conversion would drop the mask, and the
+    masked values would count as data.
+    """
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array, whose mask fastcov would ignore: pass "
+            f"{name}.filled(value) or {name}.data"
+        )
+    return x
 
 
 def _check_eps(eps):

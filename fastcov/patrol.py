@@ -107,6 +107,8 @@ def transition_probabilities(graph, logits, *, floor=0.0):
     ValueError
         A vertex without out-edges; logits of the wrong shape or not finite; a floor
         outside its range.
+    TypeError
+        Masked logits (the mask would be lost).
     """
     graph.require_out_edges()
     logits = _check_logits(graph, logits)
@@ -134,6 +136,8 @@ def stationary(graph, logits, *, floor=0.0):
     ValueError
         The graph is not strongly connected (the message names a component), or the
         logits have the wrong shape or are not finite.
+    TypeError
+        Masked logits.
     FloatingPointError
         A robot's transition probabilities span too many orders of magnitude for float64
         (the message names the robot): some underflow, so the chain no longer reaches
@@ -171,7 +175,7 @@ def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
 
     Raises
     ------
-    ValueError, FloatingPointError
+    ValueError, TypeError, FloatingPointError
         As :func:`stationary`.
 
     Notes
@@ -970,7 +974,7 @@ def _check_logits(graph, logits):
 
 def _logits_array(graph, logits):
     """``logits`` as a float64 array of shape (n_edges,) or (N, n_edges)."""
-    logits = np.asarray(logits, dtype=np.float64)
+    logits = np.asarray(api._unmasked(logits, "logits"), dtype=np.float64)
     if logits.ndim not in (1, 2) or logits.shape[-1] != graph.n_edges:
         raise ValueError(
             f"logits must have shape (n_edges,) or (N, n_edges) with n_edges = "

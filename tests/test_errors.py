@@ -79,6 +79,20 @@ def test_non_real_input_is_a_type_error(backend, mu):
         fastcov.grad(mu, backend=backend)
 
 
+@pytest.mark.parametrize("function", FUNCTIONS, ids=IDS)
+def test_masked_mu_is_a_type_error(backend, function):
+    # np.asarray would drop the mask and count the masked values as data.
+    mu = np.ma.array(np.full((2, 3), 0.5), mask=[[0, 1, 0], [0, 0, 0]])
+    with pytest.raises(TypeError, match=r"mu is a masked array.*mu\.filled"):
+        function(mu, backend=backend)
+
+
+def test_masked_jacobian_is_a_type_error(backend):
+    dmu = np.ma.array(np.ones((2, 3, 1)), mask=False)
+    with pytest.raises(TypeError, match="dmu is a masked array"):
+        fastcov.policy_gradient(np.full((2, 3), 0.5), dmu, backend=backend)
+
+
 def test_scalar_mu_is_rejected(backend):
     with pytest.raises(ValueError, match="agents first"):
         fastcov.entropy(np.float64(0.5), backend=backend)

@@ -102,6 +102,9 @@ def test_bad_logits(bad):
         patrol.stationary(g, theta[1])
     theta[1, 7] = np.finfo(np.float64).max  # finite, however large
     assert np.isfinite(patrol.transition_probabilities(g, theta)).all()
+    masked = np.ma.array(np.zeros((2, 20)), mask=False)
+    with pytest.raises(TypeError, match="logits is a masked array"):
+        patrol.value_and_grad(g, masked)
 
 
 def _ring_and_hub():
