@@ -128,6 +128,13 @@ def run(
 def main(args):
     """The ``demo`` command: print the summary, write the figure; return the exit status."""
     graph = graph_from_spec(args.graph)
+    try:
+        from . import plot
+    except ImportError:
+        plot = None
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if plot is not None and not os.path.isdir(folder):  # said before the training, not after
+        raise ValueError(f"cannot write {args.output}: there is no folder {folder}")
     bar = _ProgressBar(sys.stderr)
     demo = run(
         graph,
@@ -141,9 +148,7 @@ def main(args):
     )
     bar.close()
     print(_summary(demo))
-    try:
-        from . import plot
-    except ImportError:
+    if plot is None:
         print("no figure: matplotlib is not installed (pip install 'fastcov[plot]')")
         return 0
     plot.demo_figure(demo, args.output)

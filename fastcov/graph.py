@@ -20,6 +20,8 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.csgraph
 
+from . import _checks
+
 __all__ = ["Graph", "load", "grid", "BUNDLED"]
 
 #: Names accepted by :func:`load`.
@@ -97,37 +99,40 @@ class Graph:
         Raises
         ------
         ValueError
-            An edge with a vertex outside the graph or not among ``labels``; a malformed
-            edge array; an unknown ``start``.
+            An edge with a vertex outside the graph or not among ``labels``; an edge array
+            not of shape (n_edges, 2), or with indices that are not whole numbers; labels
+            that repeat; a negative ``n_vertices``; an unknown ``start``.
+        TypeError
+            Edges, ``n_vertices`` or ``start`` that are not numbers where indices are due.
         """
         if labels is not None:
             labels = _object_array(labels)
-            position = {label: i for i, label in enumerate(labels)}
+            position = _label_positions(labels)
             n_vertices = len(labels)
             edges = [
-                [_position(position, u, "edges"), _position(position, v, "edges")] for u, v in edges
+                [_position(position, u, "edges"), _position(position, v, "edges")]
+                for u, v in _pairs(edges)
             ]
             start = None if start is None else _position(position, start, "start")
-        edges = (
-            np.asarray(edges, dtype=np.int64).reshape(-1, 2)
-            if len(edges)
-            else np.empty((0, 2), np.int64)
-        )
+        edges = _edge_array(edges)
         if n_vertices is None:
             n_vertices = int(edges.max()) + 1 if edges.size else 0
+        n_vertices = _checks.integer(n_vertices, "n_vertices", minimum=0)
         bad = np.flatnonzero((edges < 0).any(axis=1) | (edges >= n_vertices).any(axis=1))
         if bad.size:
             raise ValueError(
                 f"edge {bad[0]} = {tuple(edges[bad[0]].tolist())} has a vertex outside "
                 f"0 .. {n_vertices - 1}"
             )
+        if start is not None:
+            start = _checks.integer(start, "start")
+            if not 0 <= start < n_vertices:
+                raise ValueError(f"start vertex {start} is outside 0 .. {n_vertices - 1}")
         if not directed:
             edges = np.concatenate([edges, edges[:, ::-1]])
         if stay:
             loops = np.arange(n_vertices, dtype=np.int64)
             edges = np.concatenate([edges, np.stack([loops, loops], axis=1)])
-        if start is not None and not 0 <= start < n_vertices:
-            raise ValueError(f"start vertex {start} is outside 0 .. {n_vertices - 1}")
         adjacency = scipy.sparse.coo_array(
             (np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n_vertices, n_vertices)
         ).tocsr()
@@ -137,26 +142,41 @@ class Graph:
             adjacency.indptr.astype(np.int64),
             adjacency.indices.astype(np.int64),
             np.arange(n_vertices) if labels is None else labels,
-            None if start is None else int(start),
+            start,
             name,
         )
 
     @classmethod
     def from_adjacency(cls, adjacency, *, stay=False, labels=None, start=None, name="graph"):
         """Build a directed graph from a square (dense or SciPy sparse) adjacency matrix:
-        an edge u -> v wherever ``adjacency[u, v]`` is non-zero.
+        an edge u -> v wherever ``adjacency[u, v]`` is non-zero. ``labels`` (one a row)
+        name the vertices, and ``start`` is then a label.
+
+        Raises
+        ------
+        ValueError
+            A matrix that is not square or holds a NaN or an infinity; labels of the wrong
+            length or that repeat; an unknown ``start``.
         """
         matrix = scipy.sparse.coo_array(adjacency)
-        if matrix.shape[0] != matrix.shape[1]:
+        n = matrix.shape[0]
+        if n != matrix.shape[1]:
             raise ValueError(f"adjacency must be square, got shape {matrix.shape}")
+        if not np.isfinite(matrix.data).all():
+            k = np.flatnonzero(~np.isfinite(matrix.data))[0]
+            raise ValueError(
+                f"adjacency[{matrix.row[k]}, {matrix.col[k]}] = {matrix.data[k]} is not finite"
+            )
+        if labels is not None:
+            labels = _object_array(labels)
+            if len(labels) != n:
+                raise ValueError(f"labels has {len(labels)} entries for {n} vertices")
+            if start is not None:
+                start = _position(_label_positions(labels), start, "start")
         keep = matrix.data != 0
         edges = np.stack([matrix.row[keep], matrix.col[keep]], axis=1)
-        graph = cls.from_edges(edges, matrix.shape[0], directed=True, stay=stay, name=name)
-        return dataclasses.replace(
-            graph,
-            labels=graph.labels if labels is None else _object_array(labels),
-            start=start,
-        )
+        graph = cls.from_edges(edges, n, directed=True, stay=stay, start=start, name=name)
+        return graph if labels is None else dataclasses.replace(graph, labels=labels)
 
     @classmethod
     def from_networkx(cls, graph, *, stay=False, start=None, name=None):
@@ -278,6 +298,7 @@ def load(name):
 
 def grid(width, height, *, stay=False):
     """The width x height 4-neighbour grid; vertex (x, y) is index y * width + x."""
+    width, height = _checks.integer(width, "width"), _checks.integer(height, "height")
     if width < 1 or height < 1:
         raise ValueError(f"grid needs width, height >= 1, got {width} x {height}")
     index = np.arange(width * height).reshape(height, width)
@@ -302,6 +323,46 @@ def _object_array(labels):
     for i, label in enumerate(labels):
         array[i] = label
     return array
+
+
+def _label_positions(labels):
+    """{label: its vertex index}; labels must be distinct."""
+    position = {}
+    for i, label in enumerate(labels):
+        if position.setdefault(label, i) != i:
+            raise ValueError(f"labels must be distinct; {label!r} appears twice")
+    return position
+
+
+def _pairs(edges):
+    """The edges of a labelled graph, each checked to be a pair."""
+    for k, edge in enumerate(edges):
+        if len(edge) != 2:
+            raise ValueError(f"edge {k} = {edge!r} is not a pair (u, v)")
+        yield edge
+
+
+def _edge_array(edges):
+    """``edges`` as int64 pairs of shape (n_edges, 2); floats only where they are whole."""
+    array = np.asarray(edges)
+    if array.size == 0:
+        return np.empty((0, 2), np.int64)
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise ValueError(f"edges must have shape (n_edges, 2), got {array.shape}")
+    if array.dtype.kind == "f":
+        whole = np.isfinite(array) & (array == np.round(array))
+        if not whole.all():
+            k = np.flatnonzero(~whole.all(axis=1))[0]
+            raise ValueError(
+                f"edge {k} = {tuple(array[k].tolist())} is not a pair of vertex indices "
+                "(whole numbers); pass labels= to name vertices otherwise"
+            )
+    elif array.dtype.kind not in "iu":
+        raise TypeError(
+            f"edges must hold vertex indices (integers), got dtype {array.dtype}; pass "
+            "labels= to name vertices otherwise"
+        )
+    return array.astype(np.int64)
 
 
 def _position(position, label, what):

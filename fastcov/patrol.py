@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from . import _elimination, _lanes, _multifrontal, _vmath, api, cpu
+from . import _checks, _elimination, _lanes, _multifrontal, _vmath, api, cpu
 
 __all__ = [
     "transition_probabilities",
@@ -368,9 +368,22 @@ def train(
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    ValueError
+        ``n_robots`` < 1, ``iterations`` < 0, a ``learning_rate`` that is not positive and
+        finite, a negative or NaN ``tol``, an unknown ``schedule`` or ``optimizer``, logits
+        of the wrong shape or not finite, and what :func:`value_and_grad` raises.
+    TypeError
+        ``n_robots`` or ``iterations`` not an integer.
     """
-    if n_robots < 1:
-        raise ValueError(f"n_robots must be at least 1, got {n_robots}")
+    n_robots = _checks.integer(n_robots, "n_robots", minimum=1)
+    iterations = _checks.integer(iterations, "iterations", minimum=0)
+    if not (isinstance(learning_rate, numbers.Real) and 0.0 < learning_rate < math.inf):
+        raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
+    if tol is not None and not (isinstance(tol, numbers.Real) and tol >= 0.0):
+        raise ValueError(f"tol must be a number >= 0 or None, got {tol!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if optimizer not in OPTIMIZERS:

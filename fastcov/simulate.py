@@ -16,7 +16,7 @@ import dataclasses
 import numba
 import numpy as np
 
-from . import patrol
+from . import _checks, patrol
 
 __all__ = ["simulate", "Simulation"]
 
@@ -86,7 +86,7 @@ def simulate(graph, logits, steps, *, start=None, seed=0, floor=0.0):
     """
     probabilities = np.atleast_2d(patrol.transition_probabilities(graph, logits, floor=floor))
     n_robots, n_vertices = probabilities.shape[0], graph.n_vertices
-    steps = _check_steps(steps)
+    steps = _checks.integer(steps, "steps", minimum=0)
     start = _start_positions(graph, start, n_robots)
     positions = start.copy()
     visits = np.zeros((n_robots, n_vertices), dtype=np.int64)
@@ -108,14 +108,6 @@ def simulate(graph, logits, steps, *, start=None, seed=0, floor=0.0):
         )
     count = max(steps, 1)  # T = 0: the zero counts stay zero shares
     return Simulation(visits / count, covered / count, start, positions, steps)
-
-
-def _check_steps(steps):
-    if isinstance(steps, bool) or not isinstance(steps, int | np.integer):
-        raise TypeError(f"steps must be an integer, got {type(steps).__name__}")
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    return int(steps)
 
 
 def _start_positions(graph, start, n_robots):

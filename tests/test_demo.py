@@ -129,3 +129,12 @@ def test_python_dash_m_demo_reports_a_bad_graph():
     )
     assert result.returncode == 1
     assert "fastcov: error: grid needs width, height >= 1, got 0 x 3" in result.stderr
+
+
+def test_demo_checks_the_output_folder_before_training(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    missing = tmp_path / "no such folder" / "x.png"
+    assert main(["demo", "--graph", "house", "-o", str(missing)]) == 1
+    printed = capsys.readouterr()
+    assert "there is no folder" in printed.err
+    assert printed.out == ""  # said before the training, not after

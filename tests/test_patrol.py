@@ -52,6 +52,47 @@ def test_edges_labels_and_stay():
         graph.Graph.from_edges([(0, 1), (1, 5)], 3)
 
 
+@pytest.mark.parametrize(
+    "edges, error, message",
+    [
+        ([(0, 1), (1, 2.5)], ValueError, r"edge 1 = \(1.0, 2.5\) is not a pair of vertex indices"),
+        ([(0, 1), (1, np.nan)], ValueError, r"edge 1 = \(1.0, nan\) is not a pair"),
+        ([(0, 1, 2), (3, 4, 5)], ValueError, r"shape \(n_edges, 2\), got \(2, 3\)"),
+        ([0, 1, 1, 2], ValueError, r"shape \(n_edges, 2\), got \(4,\)"),
+        ([("a", "b")], TypeError, "pass labels= to name vertices"),
+    ],
+)
+def test_malformed_edges_are_rejected(edges, error, message):
+    # Each was once read as some other graph: 2.5 truncated to 2, triples cut into pairs.
+    with pytest.raises(error, match=message):
+        graph.Graph.from_edges(edges)
+
+
+def test_graph_arguments_are_checked():
+    assert graph.Graph.from_edges([(0.0, 1.0)]).n_edges == 2  # whole floats are indices
+    with pytest.raises(TypeError, match="start must be an integer, got 1.5"):
+        graph.Graph.from_edges([(0, 1)], start=1.5)
+    with pytest.raises(ValueError, match="n_vertices must be >= 0"):
+        graph.Graph.from_edges([], -1)
+    with pytest.raises(ValueError, match="labels must be distinct; 'a' appears twice"):
+        graph.Graph.from_edges([("a", "b")], labels="aba")
+    with pytest.raises(ValueError, match=r"edge 0 = \('a', 'b', 'c'\) is not a pair"):
+        graph.Graph.from_edges([("a", "b", "c")], labels="abc")
+    with pytest.raises(TypeError, match="width must be an integer"):
+        graph.grid(2.5, 3)
+    ring = np.roll(np.eye(3), 1, axis=1)
+    holed = ring.copy()
+    holed[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"adjacency\[2, 1\] = nan is not finite"):
+        graph.Graph.from_adjacency(holed)
+    named = graph.Graph.from_adjacency(ring, labels=["x", "y", "z"], start="y")
+    assert named.start == 1 and list(named.labels) == ["x", "y", "z"]
+    with pytest.raises(ValueError, match="start vertex 5 is outside 0 .. 2"):
+        graph.Graph.from_adjacency(ring, start=5)
+    with pytest.raises(ValueError, match="labels has 2 entries for 3 vertices"):
+        graph.Graph.from_adjacency(ring, labels=["x", "y"])
+
+
 def test_networkx_and_adjacency_agree_with_edges():
     nx = pytest.importorskip("networkx")
     grid = graph.grid(3, 2)
@@ -444,8 +485,18 @@ def test_training_rejects_logits_for_another_team():
         patrol.train(g, 3, optimizer="sgd")
     with pytest.raises(ValueError, match=r"logits must have shape \(3, 20\) for 3 robots"):
         patrol.train(g, 3, logits=np.zeros((2, 20)))
-    with pytest.raises(ValueError, match="n_robots must be at least 1"):
+    with pytest.raises(ValueError, match="n_robots must be >= 1, got 0"):
         patrol.train(g, 0)
+    with pytest.raises(TypeError, match="n_robots must be an integer, got 2.5"):
+        patrol.train(g, 2.5)
+    with pytest.raises(ValueError, match="iterations must be >= 0, got -1"):
+        patrol.train(g, 2, iterations=-1)
+    for rate in (0.0, -0.1, np.nan, np.inf, "0.1"):
+        with pytest.raises(ValueError, match="learning_rate must be a positive finite number"):
+            patrol.train(g, 2, learning_rate=rate)
+    for tol in (-1e-3, np.nan):
+        with pytest.raises(ValueError, match="tol must be a number >= 0 or None"):
+            patrol.train(g, 2, tol=tol)
 
 
 def test_training_stops_at_tolerance_and_on_callback():

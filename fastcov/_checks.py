@@ -1,0 +1,27 @@
+"""Checks of scalar arguments shared by the graph, patrol and simulation modules."""
+
+import operator
+
+import numpy as np
+
+
+def integer(value, name, minimum=None):
+    """``value`` as an int: a Python or NumPy integer (a bool is not one), at least
+    ``minimum`` where given.
+
+    Raises
+    ------
+    TypeError
+        Anything but an integer (a float such as 2.0 included, as for NumPy's shapes).
+    ValueError
+        An integer below ``minimum``.
+    """
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be an integer, not a bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
