@@ -387,7 +387,11 @@ def _real_array(memory, x, name):
     """``x`` as an array where ``memory`` keeps it (NumPy or device), after checking that it
     holds real numbers.
     """
-    array = memory.asarray(_unmasked(x, name))
+    return _require_real(memory.asarray(_unmasked(x, name)), name)
+
+
+def _require_real(array, name):
+    """``array`` itself, once its dtype is known to hold real numbers."""
     if array.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} must hold real numbers (bool, integer or float); got dtype {array.dtype}"

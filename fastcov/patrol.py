@@ -108,7 +108,8 @@ def transition_probabilities(graph, logits, *, floor=0.0):
         A vertex without out-edges; logits of the wrong shape or not finite; a floor
         outside its range.
     TypeError
-        Masked logits (the mask would be lost).
+        Logits that are not real numbers (complex ones included: they are not cast), or
+        a masked array (its mask would be lost).
     """
     graph.require_out_edges()
     logits = _check_logits(graph, logits)
@@ -137,7 +138,7 @@ def stationary(graph, logits, *, floor=0.0):
         The graph is not strongly connected (the message names a component), or the
         logits have the wrong shape or are not finite.
     TypeError
-        Masked logits.
+        As :func:`transition_probabilities`.
     FloatingPointError
         A robot's transition probabilities span too many orders of magnitude for float64
         (the message names the robot): some underflow, so the chain no longer reaches
@@ -987,7 +988,8 @@ def _check_logits(graph, logits):
 
 def _logits_array(graph, logits):
     """``logits`` as a float64 array of shape (n_edges,) or (N, n_edges)."""
-    logits = np.asarray(api._unmasked(logits, "logits"), dtype=np.float64)
+    logits = np.asarray(api._unmasked(logits, "logits"))
+    logits = api._require_real(logits, "logits").astype(np.float64, copy=False)
     if logits.ndim not in (1, 2) or logits.shape[-1] != graph.n_edges:
         raise ValueError(
             f"logits must have shape (n_edges,) or (N, n_edges) with n_edges = "

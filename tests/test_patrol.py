@@ -146,6 +146,8 @@ def test_bad_logits(bad):
     masked = np.ma.array(np.zeros((2, 20)), mask=False)
     with pytest.raises(TypeError, match="logits is a masked array"):
         patrol.value_and_grad(g, masked)
+    with pytest.raises(TypeError, match="logits must hold real numbers"):
+        patrol.value_and_grad(g, np.zeros((2, 20), complex))  # not cast with a warning
 
 
 def _ring_and_hub():
