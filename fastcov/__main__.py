@@ -79,7 +79,7 @@ def _cuda_status():
 def _run(args):
     import fastcov
 
-    mu = np.load(args.mu, allow_pickle=False)
+    mu = _load_npy(args.mu)
     start = time.perf_counter()
     value, gradient = fastcov.value_and_grad(mu, args.eps, backend=args.backend)
     seconds = time.perf_counter() - start
@@ -89,6 +89,18 @@ def _run(args):
     print(f"J = {value!r}")
     print(f"g written to {output} ({seconds * 1e3:.1f} ms, compilation included on first use)")
     return 0
+
+
+def _load_npy(path):
+    """The array in the .npy file ``path``; anything else is a ValueError that says so
+    (np.load took a stray file for a pickle, and an .npz for a dict of arrays).
+    """
+    with open(path, "rb") as file:
+        try:
+            np.lib.format.read_magic(file)
+        except ValueError:
+            raise ValueError(f"{path} is not a .npy file (numpy.save writes one)") from None
+    return np.load(path, allow_pickle=False)
 
 
 if __name__ == "__main__":

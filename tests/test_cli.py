@@ -34,3 +34,12 @@ def test_run_reports_bad_input(tmp_path):
     result = _fastcov("run", str(tmp_path / "mu.npy"))
     assert result.returncode == 1
     assert "mu[0, 1] = 2.0" in result.stderr
+
+
+def test_run_says_when_a_file_is_not_npy(tmp_path):
+    (tmp_path / "notes.npy").write_text("not an array")
+    np.savez(tmp_path / "both.npz", mu=np.zeros((1, 2)))
+    for name in ("notes.npy", "both.npz"):
+        result = _fastcov("run", str(tmp_path / name))
+        assert result.returncode == 1
+        assert f"{name} is not a .npy file" in result.stderr
