@@ -32,8 +32,8 @@ Factors of node t, in one float64 array at ``factor_ptr[t]``: its k_t x f_t rows
 then U_KB), then the b_t x k_t block L_BK.
 """
 
-import contextlib
 import ctypes
+import threading
 from typing import NamedTuple
 
 import llvmlite.binding
@@ -353,24 +353,53 @@ _dgemm = types.ExternalFunction("fastcov_dgemm", types.void(*([types.intp] * 13)
 _dtrsm = types.ExternalFunction("fastcov_dtrsm", types.void(*([types.intp] * 11)))
 
 
-@contextlib.contextmanager
 def one_blas_thread():
-    """Run the BLAS calls of the calling thread on that thread alone, for the ``with``
-    block, where the BLAS behind SciPy is an OpenBLAS with per-thread settings (SciPy's
-    wheels); elsewhere do nothing.
+    """A context in which the BLAS calls of the calling thread run on that thread alone,
+    where the BLAS behind SciPy is an OpenBLAS with ``openblas_set_num_threads_local``
+    (SciPy's wheels); elsewhere it does nothing.
 
     Robots are factored on threads of their own; an OpenBLAS that also starts its threads
     for each call made a 10^6-vertex step 2.8x slower on 2 cores (2 robots: 6.3 s, against
-    2.2 s with one BLAS thread each).
+    2.2 s with one BLAS thread each). See :class:`_OneBlasThread` for how threads share it.
     """
-    if _set_local_threads is None:
-        yield
-        return
-    previous = _set_local_threads(1)
-    try:
-        yield
-    finally:
-        _set_local_threads(previous)
+    return _ONE_BLAS_THREAD
+
+
+class _OneBlasThread:
+    """One BLAS thread for every thread inside, through ``setter`` (sets the count,
+    returns the previous one).
+
+    In OpenBLAS's pthreads builds, SciPy's among them, the setter changes the count of the
+    whole process, not of the calling thread. Each thread still sets 1 (where the setting
+    is the thread's own, each needs it), but only the last thread to leave restores the
+    count from before the first came in. Restoring each thread's own previous count, as
+    this once did, let a thread that left early give the BLAS its threads back in the
+    middle of another's factorisation (whose last bits then varied from run to run), and
+    left the process on one BLAS thread for good after a thread that came in late. While
+    any thread is inside, the process's other BLAS calls run on one thread too.
+    """
+
+    def __init__(self, setter):
+        self.setter = setter
+        self.lock = threading.Lock()
+        self.inside = 0
+        self.before = None
+
+    def __enter__(self):
+        if self.setter is not None:
+            with self.lock:
+                previous = self.setter(1)
+                if self.inside == 0:
+                    self.before = previous
+                self.inside += 1
+        return self
+
+    def __exit__(self, *exception):
+        if self.setter is not None:
+            with self.lock:
+                self.inside -= 1
+                if self.inside == 0:
+                    self.setter(self.before)
 
 
 def _local_thread_setter():
@@ -397,7 +426,7 @@ def _local_thread_setter():
     return setter
 
 
-_set_local_threads = _local_thread_setter()
+_ONE_BLAS_THREAD = _OneBlasThread(_local_thread_setter())
 
 
 @_jit

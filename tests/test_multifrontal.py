@@ -1,12 +1,16 @@
 """The multifrontal LU (nested dissection, dense fronts) against dense solves."""
 
+import ctypes
+import threading
+
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from m_matrices import leaky_chain, m_matrices, worst_relative_error_of_first_column
 
-from fastcov import _multifrontal
+from fastcov import _multifrontal, graph, patrol
 
 
 def _grid_pattern(width, height):
@@ -143,3 +147,81 @@ def test_the_diagonal_is_not_read_with_row_sums():
     np.testing.assert_array_equal(
         _factored(analysis, rows, columns, garbage, row_sums[:, 0]), given
     )
+
+
+def test_one_blas_thread_restores_the_count_when_the_last_thread_leaves():
+    # A setter whose count is the process's, as in OpenBLAS's pthreads builds. The early
+    # thread leaves while the late one is still inside: the late one must keep one BLAS
+    # thread, and the count from before must come back at the end (restoring each
+    # thread's own previous count gave 4 inside and left 1 behind).
+    count = [4]
+
+    def setter(threads):
+        previous, count[0] = count[0], threads
+        return previous
+
+    context = _multifrontal._OneBlasThread(setter)
+    early_in, late_in, early_out = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def early():
+        with context:
+            early_in.set()
+            late_in.wait()
+        early_out.set()
+
+    def late():
+        early_in.wait()
+        with context:
+            late_in.set()
+            early_out.wait()
+            seen.append(count[0])
+
+    threads = [threading.Thread(target=early), threading.Thread(target=late)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert seen == [1]
+    assert count[0] == 4
+
+
+def test_a_threaded_step_leaves_the_blas_as_it_found_it():
+    # SciPy's OpenBLAS, where the count can be read: robots factored on two threads, with
+    # fronts large enough for OpenBLAS to thread its calls, give the same bits every time
+    # and leave its thread count as it was.
+    setter = _multifrontal.one_blas_thread().setter
+    getter = _blas_thread_getter(setter)
+    if getter is None or numba.get_num_threads() < 2:
+        pytest.skip("no OpenBLAS thread count to read, or one thread")
+    g = graph.grid(200, 200, stay=True)  # beyond an elimination plan: multifrontal
+    assert patrol._pattern(g).plan is None
+    theta = np.random.default_rng(1).standard_normal((2, g.n_edges))
+    before = getter()
+    first = patrol.value_and_grad(g, theta)
+    for _ in range(3):
+        again = patrol.value_and_grad(g, theta)
+        np.testing.assert_array_equal(again.mu, first.mu)
+        np.testing.assert_array_equal(again.grad, first.grad)
+        assert getter() == before
+
+
+def _blas_thread_getter(setter):
+    """The get_num_threads of the OpenBLAS that holds ``setter``, or None."""
+    if setter is None:
+        return None
+
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_void_p) for name in ("file", "base", "symbol", "address")]
+
+    info = Info()
+    address = ctypes.cast(setter, ctypes.c_void_p)
+    if not ctypes.CDLL(None).dladdr(address, ctypes.byref(info)):
+        return None
+    library = ctypes.CDLL(ctypes.string_at(info.file).decode())
+    for name in ("scipy_openblas_get_num_threads", "openblas_get_num_threads"):
+        getter = getattr(library, name, None)
+        if getter is not None:
+            getter.restype = ctypes.c_int
+            return getter
+    return None
