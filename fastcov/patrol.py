@@ -695,15 +695,19 @@ def _centred(g, mu, x):
 @_jit
 def _normalise(x, mu):
     """mu[:, robot] = (1, x[:, robot]) / its sum, clipped to [0, 1] against round-off:
-    with x_0 = 1 the solution of A^T x = P(0, .) is the chain's stationary measure.
+    with x_0 = 1 the solution of A^T x = P(0, .) is the chain's stationary measure. The
+    loops over robots are innermost, so that on the plan's lanes they are SIMD operations
+    (each robot's sum still adds its vertices in order).
     """
+    total = np.ones(x.shape[1])
+    for v in range(x.shape[0]):
+        for robot in range(x.shape[1]):
+            total[robot] += x[v, robot]
     for robot in range(x.shape[1]):
-        total = 1.0
-        for v in range(x.shape[0]):
-            total += x[v, robot]
-        mu[0, robot] = min(1.0 / total, 1.0)
-        for v in range(x.shape[0]):
-            mu[v + 1, robot] = min(max(x[v, robot] / total, 0.0), 1.0)
+        mu[0, robot] = min(1.0 / total[robot], 1.0)
+    for v in range(x.shape[0]):
+        for robot in range(x.shape[1]):
+            mu[v + 1, robot] = min(max(x[v, robot] / total[robot], 0.0), 1.0)
 
 
 def _pattern(graph):
