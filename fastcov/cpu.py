@@ -41,8 +41,10 @@ C-contiguous outputs of mu's dtype (float64 for J); they raise
 :class:`fastcov._errors.InvalidValues` when ``check`` is true and a value is out of range.
 """
 
+import contextlib
 import functools
 import math
+import threading
 
 import numba
 import numpy as np
@@ -154,13 +156,32 @@ def _partitioned(kernel, mu, *args):
     _, block, max_chunks = agents_partition = partition(mu.shape[0])
     chunks = max(1, _chunking(mu.shape[1], block, max_chunks)[1])
     threads = numba.get_num_threads()
-    if chunks >= threads:
-        return kernel(mu, *args, *agents_partition)
-    numba.set_num_threads(chunks)
-    try:
-        return kernel(mu, *args, *agents_partition)
-    finally:
-        numba.set_num_threads(threads)
+    with _launch_lock():
+        if chunks >= threads:
+            return kernel(mu, *args, *agents_partition)
+        numba.set_num_threads(chunks)
+        try:
+            return kernel(mu, *args, *agents_partition)
+        finally:
+            numba.set_num_threads(threads)
+
+
+def _launch_lock():
+    """A lock around a parallel kernel's launch where Numba's threading layer is its
+    workqueue, which aborts the whole process when two Python threads launch at once
+    (Numba picks it where neither TBB nor OpenMP loads); no lock under TBB or OpenMP,
+    which are threadsafe. Until a first launch has made Numba choose, the lock too.
+    """
+    if _threading_layer[0] is None:
+        try:
+            _threading_layer[0] = numba.threading_layer()
+        except ValueError:  # no parallel kernel has run yet
+            return _WORKQUEUE_LOCK
+    return _WORKQUEUE_LOCK if _threading_layer[0] == "workqueue" else contextlib.nullcontext()
+
+
+_WORKQUEUE_LOCK = threading.Lock()
+_threading_layer = [None]  # Numba's, once it has chosen one
 
 
 def _raise_if_bad(bad, array):

@@ -1,6 +1,9 @@
 """Bit-identical J and g on every call, whatever the thread count; J summation accuracy."""
 
 import math
+import os
+import subprocess
+import sys
 
 import numba
 import numpy as np
@@ -74,3 +77,40 @@ def test_small_calls_run_on_fewer_threads_and_restore_the_count():
     J_reference, g_reference = fastcov.value_and_grad(mu, backend="numpy")
     assert abs(J - J_reference) <= 1e-12 * J_reference
     np.testing.assert_allclose(g, g_reference, rtol=1e-12)
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "default"])
+def test_calls_from_several_python_threads(layer):
+    # Numba's workqueue layer (its fallback where neither TBB nor OpenMP loads) aborts the
+    # process when two threads launch parallel kernels at once; fastcov serialises its
+    # launches there. Every thread must get the single-threaded caller's bits.
+    script = """
+import threading, numpy as np, fastcov
+mu = np.random.default_rng(0).random((8, 100_000))
+dmu = np.random.default_rng(1).random((8, 100_000, 2))
+J, g = fastcov.value_and_grad(mu)
+pg = fastcov.policy_gradient(mu, dmu)
+wrong = []
+def work():
+    for _ in range(20):
+        value, grad = fastcov.value_and_grad(mu)
+        wrong.append(value != J or not np.array_equal(grad, g))
+        wrong.append(not np.array_equal(fastcov.policy_gradient(mu, dmu), pg))
+threads = [threading.Thread(target=work) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+import numba
+print(numba.threading_layer(), len(wrong), any(wrong))
+"""
+    env = dict(os.environ)
+    if layer == "workqueue":
+        env["NUMBA_THREADING_LAYER"] = "workqueue"
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    used, calls, wrong = result.stdout.split()
+    assert (used == "workqueue") == (layer == "workqueue")
+    assert (calls, wrong) == ("160", "False")
