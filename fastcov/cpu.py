@@ -97,7 +97,9 @@ def policy_gradient(mu, dmu, eps, out, check):
     ``dmu`` is (N, S, P), C-contiguous, of mu's dtype. Chunks accumulate (N, P) partials
     in float64, merged in chunk order after the parallel loop.
     """
-    partials, bad_mu, bad_dmu = _partitioned(_policy_gradient_kernel, mu, dmu, eps, check)
+    partials, bad_mu, bad_dmu = _partitioned(
+        _policy_gradient_kernel, _policy_gradient_on_this_thread, mu, dmu, eps, check
+    )
     _raise_if_bad(check and bad_mu, "mu")
     _raise_if_bad(bad_dmu, "dmu")
     # The chunk count depends on the shape only, so this order is fixed too.
@@ -121,14 +123,10 @@ def gradient_on_this_thread(mu, eps, g, group, block):
     per-block J partials (sum them with ``math.fsum``) and the count of states with a
     value outside [0, 1]. ``group`` and ``block`` come from :func:`partition`.
     """
-    n_blocks = _chunking(mu.shape[1], block, 1)[0]
-    partials = np.zeros(n_blocks)
     unused_states, unused_grad = np.empty(0, mu.dtype), np.empty((0, 0), mu.dtype)
-    bad = _sweep_blocks(
-        mu, eps, _WRITE_GRADIENT, unused_states, g, unused_grad, False, group, block, 0,
-        n_blocks, partials,
-    )  # fmt: skip
-    return partials, bad
+    return _sweep_on_this_thread(
+        mu, eps, _WRITE_GRADIENT, unused_states, g, unused_grad, False, group, block, 1
+    )
 
 
 def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
@@ -142,19 +140,28 @@ def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
     elif grad_out.dtype == np.float64:
         direct, grad_out = grad_out, np.empty((0, 0), mu.dtype)
     stream = grad_out.nbytes >= _config.STREAM_STORE_BYTES
-    partials, bad = _partitioned(_sweep_kernel, mu, eps, what, states_out, direct, grad_out, stream)
+    partials, bad = _partitioned(
+        _sweep_kernel, _sweep_on_this_thread, mu, eps, what, states_out, direct, grad_out, stream
+    )
     _raise_if_bad(check and bad, "mu")
     return math.fsum(partials.tolist())
 
 
-def _partitioned(kernel, mu, *args):
-    """``kernel(mu, *args, *partition(N))``, on no more threads than it has chunks.
+def _partitioned(kernel, serial, mu, *args):
+    """``kernel(mu, *args, *partition(N))``, on no more threads than it has chunks; a call
+    of one chunk runs ``serial`` (the same blocks in the same order, so the same bits) on
+    this thread, without the threading layer.
 
     A small call then wakes no thread that would only wait: at N = 4, S = 1e3 (one chunk)
     a call took 19 us on two threads and 14 us on one, and 52 us on a 16-thread machine.
+    Even on one thread the parallel kernel's launch, and setting and restoring the thread
+    count, took 5.5 us of it (here: the kernel 7.9 us on one thread, the count 2.1 us,
+    the serial driver 4.5 us).
     """
     _, block, max_chunks = agents_partition = partition(mu.shape[0])
     chunks = max(1, _chunking(mu.shape[1], block, max_chunks)[1])
+    if chunks == 1:
+        return serial(mu, *args, *agents_partition)
     threads = numba.get_num_threads()
     with _launch_lock():
         if chunks >= threads:
@@ -252,6 +259,22 @@ def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, stream, group, bl
 
 
 @_jit
+def _sweep_on_this_thread(
+    mu, eps, what, states_out, direct, grad_out, stream, group, block, max_chunks
+):  # fmt: skip
+    """:func:`_sweep_kernel` as one chunk, on the calling thread."""
+    n_blocks = _chunking(mu.shape[1], block, max_chunks)[0]
+    partials = np.zeros(n_blocks)
+    bad = _sweep_blocks(
+        mu, eps, what, states_out, direct, grad_out, stream, group, block, 0, n_blocks,
+        partials,
+    )  # fmt: skip
+    if stream:
+        _stream.fence()
+    return partials, bad
+
+
+@_jit
 def _sweep_blocks(
     mu, eps, what, states_out, direct, grad_out, stream, group, block, first, last, partials
 ):
@@ -285,21 +308,48 @@ def _sweep_blocks(
 
 @_parallel_jit
 def _policy_gradient_kernel(mu, dmu, eps, check, group, block, max_chunks):
-    n_agents, n_states = mu.shape
-    n_blocks, n_chunks = _chunking(n_states, block, max_chunks)
-    partials = np.zeros((n_chunks, n_agents, dmu.shape[2]))
+    """Per-chunk (N, P) partials of sum_s g_i(s) dmu[i, s, p], and the counts of bad
+    values in mu and in dmu.
+    """
+    n_blocks, n_chunks = _chunking(mu.shape[1], block, max_chunks)
+    partials = np.zeros((n_chunks, mu.shape[0], dmu.shape[2]))
     bad_mu = np.zeros(n_chunks, dtype=np.int64)
     bad_dmu = np.zeros(n_chunks, dtype=np.int64)
     for chunk in numba.prange(n_chunks):
-        work, g, padded = _scratch(mu, block, _WRITE_GRADIENT, group)
         first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
-        for b in range(first, last):
-            s0, s1 = b * block, min((b + 1) * block, n_states)
-            n = s1 - s0
-            bad_mu[chunk] += _gradient(mu, s0, s1, eps, work, g, 0, g, padded, group)[1]
-            for i in range(n_agents):
-                bad_dmu[chunk] += _contract(g[i, :n], dmu[i, s0:s1], check, partials[chunk, i])
+        bad_mu[chunk], bad_dmu[chunk] = _policy_gradient_blocks(
+            mu, dmu, eps, check, group, block, first, last, partials[chunk]
+        )
     return partials, bad_mu.sum(), bad_dmu.sum()
+
+
+@_jit
+def _policy_gradient_on_this_thread(mu, dmu, eps, check, group, block, max_chunks):
+    """:func:`_policy_gradient_kernel` as one chunk, on the calling thread."""
+    n_blocks = _chunking(mu.shape[1], block, max_chunks)[0]
+    partials = np.zeros((1, mu.shape[0], dmu.shape[2]))
+    bad_mu, bad_dmu = _policy_gradient_blocks(
+        mu, dmu, eps, check, group, block, 0, n_blocks, partials[0]
+    )
+    return partials, bad_mu, bad_dmu
+
+
+@_jit
+def _policy_gradient_blocks(mu, dmu, eps, check, group, block, first, last, partials):
+    """Blocks first .. last - 1 (one chunk's) of the policy gradient, with their own
+    scratch, added into ``partials`` (N, P); returns the counts of bad values in mu and
+    in dmu.
+    """
+    n_agents, n_states = mu.shape
+    work, g, padded = _scratch(mu, block, _WRITE_GRADIENT, group)
+    bad_mu = bad_dmu = 0
+    for b in range(first, last):
+        s0, s1 = b * block, min((b + 1) * block, n_states)
+        n = s1 - s0
+        bad_mu += _gradient(mu, s0, s1, eps, work, g, 0, g, padded, group)[1]
+        for i in range(n_agents):
+            bad_dmu += _contract(g[i, :n], dmu[i, s0:s1], check, partials[i])
+    return bad_mu, bad_dmu
 
 
 # ---------------------------------------------------------------------------------------

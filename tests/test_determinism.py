@@ -48,6 +48,36 @@ def test_repeat_calls_and_thread_counts_agree_bitwise(restore_threads, dtype):
     _assert_bit_identical(first, _all_results(mu, dmu))
 
 
+@pytest.mark.parametrize("n_agents", [3, 8, 13])
+@pytest.mark.parametrize("what", ["sweep", "policy_gradient"])
+def test_one_chunk_on_this_thread_is_the_parallel_kernels(n_agents, what):
+    # A call of one chunk skips the threading layer: its serial driver must give the
+    # parallel kernel's bits (several blocks, a padded group, bad values counted).
+    from fastcov import cpu
+
+    rng = np.random.default_rng(n_agents)
+    group, block, _ = cpu.partition(n_agents)
+    n_states = 2 * block + 17
+    assert cpu._chunking(n_states, block, 1) == (3, 1)
+    mu = rng.random((n_agents, n_states))
+    mu[-1, -1] = 1.5
+    if what == "sweep":
+        g_parallel, g_serial = np.empty_like(mu), np.empty_like(mu)
+        args = (1e-9, cpu._WRITE_GRADIENT, np.empty(0))
+        rest = (np.empty((0, 0)), False, group, block, 1)
+        parallel = cpu._sweep_kernel(mu, *args, g_parallel, *rest)
+        serial = cpu._sweep_on_this_thread(mu, *args, g_serial, *rest)
+        _assert_bit_identical((*parallel, g_parallel), (*serial, g_serial))
+        assert parallel[1] == 1
+    else:
+        dmu = rng.standard_normal((n_agents, n_states, 2))
+        dmu[0, 5, 1] = np.nan
+        parallel = cpu._policy_gradient_kernel(mu, dmu, 1e-9, True, group, block, 1)
+        serial = cpu._policy_gradient_on_this_thread(mu, dmu, 1e-9, True, group, block, 1)
+        _assert_bit_identical(parallel, serial)
+        assert parallel[1:] == (1, 1)
+
+
 def test_entropy_sum_at_ten_million_states_matches_fsum():
     # One agent: mu(s) = mu_1(s) exactly, so the exact terms are -p log p, each rounded
     # once by NumPy's correctly rounded-ish log; fsum adds them exactly.
