@@ -305,8 +305,9 @@ class _Call:
         if array.ndim == 0:
             raise ValueError("mu must have shape (N, *state_shape), agents first; got a scalar")
         self.jacobian = None if jacobian is None else _real_array(self.memory, jacobian, "dmu")
-        float32 = array.dtype == np.float32 and (
-            self.jacobian is None or self.jacobian.dtype == np.float32
+        # .type, not the dtype: a big-endian float32 is float32 too.
+        float32 = array.dtype.type is np.float32 and (
+            self.jacobian is None or self.jacobian.dtype.type is np.float32
         )
         self.dtype = np.float32 if float32 else np.float64
         self.shape = tuple(array.shape[1:])

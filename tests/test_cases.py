@@ -106,6 +106,8 @@ def test_grid_shapes_are_kept(backend):
         (np.uint8, np.float64),
         (np.bool_, np.float64),
         (np.longdouble, np.float64),
+        (np.dtype(">f4"), np.float32),  # big-endian: converted to native, same precision
+        (np.dtype(">f8"), np.float64),
     ],
 )
 def test_dtypes(backend, dtype, result):
