@@ -118,3 +118,33 @@ def test_command_line_exits_non_zero_on_a_failure(monkeypatch, capsys):
     output = capsys.readouterr().out
     assert "FAILED" in output.splitlines()[-1]
     assert "theorem 1" in output and "differs for agent 0" in output
+
+
+def test_max_agents_sets_the_largest_n_of_every_check(monkeypatch, capsys):
+    # Above the defaults too: --max-agents once lowered the caps only, and a larger K
+    # silently checked the defaults.
+    from verify import __main__ as command
+
+    seen = []
+
+    def recorder(name):
+        def check(n_agents):
+            seen.append((name, n_agents))
+            return [checks.CheckResult(name, n_agents, True, 0.0, "")]
+
+        return check
+
+    for name in ("check_theorem", "check_proof_chain", "check_coefficients", "check_kernels"):
+        monkeypatch.setattr(checks, name, recorder(name))
+
+    def largest(argv):
+        seen.clear()
+        assert command.main(argv) == 0
+        capsys.readouterr()
+        return {name: max(n for check, n in seen if check == name) for name, _ in seen}
+
+    above = command.THEOREM_AGENTS + 1
+    assert set(largest(["--max-agents", str(above)]).values()) == {above}
+    defaults = largest([])
+    assert defaults.pop("check_theorem") == command.THEOREM_AGENTS
+    assert set(defaults.values()) == {command.CHAIN_AGENTS}
