@@ -166,6 +166,22 @@ def _plot(rows, path):
     print(f"# wrote {path}")
 
 
+def _dtypes(text):
+    """float64 and/or float32, the dtypes fastcov computes in."""
+    names = text.split(",")
+    unknown = [name for name in names if name not in ("float64", "float32")]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"float64 or float32, not {', '.join(unknown)}")
+    return [np.dtype(name).type for name in names]
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {value}")
+    return value
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
@@ -174,7 +190,7 @@ def _parser():
     parser.add_argument("--sizes", type=_sizes, help="comma-separated NxS, e.g. 8x1e7,2x1e5")
     parser.add_argument(
         "--dtype",
-        type=lambda text: [np.dtype(name).type for name in text.split(",")],
+        type=_dtypes,
         default=[np.float64, np.float32],
         help="float64, float32 or both (default both)",
     )
@@ -183,7 +199,7 @@ def _parser():
         type=_implementations,
         help=f"comma-separated, from: {', '.join(implementations.IMPLEMENTATIONS)}",
     )
-    parser.add_argument("--repeat", type=int, help="timings per median (default 7, quick 3)")
+    parser.add_argument("--repeat", type=_positive, help="timings per median (default 7, quick 3)")
     parser.add_argument("--json", default="bench-results.json")
     parser.add_argument("--plot", default="bench-results.png")
     return parser
