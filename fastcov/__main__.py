@@ -9,10 +9,13 @@ import time
 
 import numpy as np
 
+from . import __version__
+
 
 def main(argv=None):
     """Run the command line; return the exit status."""
     parser = argparse.ArgumentParser(prog="fastcov", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fastcov {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo", help="train patrol robots on a map; print J, write a figure (the main job)"

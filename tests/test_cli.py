@@ -12,6 +12,12 @@ def _fastcov(*args):
     )
 
 
+def test_version():
+    result = _fastcov("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"fastcov {fastcov.__version__}"
+
+
 def test_info_lists_backends():
     result = _fastcov("info")
     assert result.returncode == 0, result.stderr
