@@ -179,16 +179,14 @@ def _launch_lock():
     (Numba picks it where neither TBB nor OpenMP loads); no lock under TBB or OpenMP,
     which are threadsafe. Until a first launch has made Numba choose, the lock too.
     """
-    if _threading_layer[0] is None:
-        try:
-            _threading_layer[0] = numba.threading_layer()
-        except ValueError:  # no parallel kernel has run yet
-            return _WORKQUEUE_LOCK
-    return _WORKQUEUE_LOCK if _threading_layer[0] == "workqueue" else contextlib.nullcontext()
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        layer = None
+    return _WORKQUEUE_LOCK if layer in (None, "workqueue") else contextlib.nullcontext()
 
 
 _WORKQUEUE_LOCK = threading.Lock()
-_threading_layer = [None]  # Numba's, once it has chosen one
 
 
 def _raise_if_bad(bad, array):
