@@ -49,25 +49,37 @@ def test_repeat_calls_and_thread_counts_agree_bitwise(restore_threads, dtype):
 
 
 @pytest.mark.parametrize("n_agents", [3, 8, 13])
-@pytest.mark.parametrize("what", ["sweep", "policy_gradient"])
-def test_one_chunk_on_this_thread_is_the_parallel_kernels(n_agents, what):
+@pytest.mark.parametrize(
+    ("what", "dtype"),
+    [("sweep", np.float64), ("sweep", np.float32), ("policy_gradient", np.float64)],
+)
+def test_one_chunk_on_this_thread_is_the_parallel_kernels(n_agents, what, dtype):
     # A call of one chunk skips the threading layer: its serial driver must give the
-    # parallel kernel's bits (several blocks, a padded group, bad values counted).
+    # parallel kernel's bits (several blocks, a padded group, bad values counted; a
+    # float32 g rounded from the float64 block, streamed and not).
     from fastcov import cpu
 
     rng = np.random.default_rng(n_agents)
     group, block, _ = cpu.partition(n_agents)
     n_states = 2 * block + 17
     assert cpu._chunking(n_states, block, 1) == (3, 1)
-    mu = rng.random((n_agents, n_states))
+    mu = rng.random((n_agents, n_states)).astype(dtype)
     mu[-1, -1] = 1.5
     if what == "sweep":
         g_parallel, g_serial = np.empty_like(mu), np.empty_like(mu)
-        args = (1e-9, cpu._WRITE_GRADIENT, np.empty(0))
-        rest = (np.empty((0, 0)), False, group, block, 1)
-        parallel = cpu._sweep_kernel(mu, *args, g_parallel, *rest)
-        serial = cpu._sweep_on_this_thread(mu, *args, g_serial, *rest)
-        _assert_bit_identical((*parallel, g_parallel), (*serial, g_serial))
+        args = (1e-9, cpu._WRITE_GRADIENT, np.empty(0, dtype))
+
+        def outputs(g):  # a float64 g is computed in place (``direct``), float32 in a block
+            return (g, np.empty((0, 0))) if dtype == np.float64 else (np.empty((0, 0)), g)
+
+        results = []
+        for stream in (False, True):  # streaming stores change no bit either
+            rest = (stream, group, block, 1)
+            parallel = cpu._sweep_kernel(mu, *args, *outputs(g_parallel), *rest)
+            serial = cpu._sweep_on_this_thread(mu, *args, *outputs(g_serial), *rest)
+            _assert_bit_identical((*parallel, g_parallel), (*serial, g_serial))
+            results.append((*parallel, g_parallel.copy()))
+        _assert_bit_identical(*results)
         assert parallel[1] == 1
     else:
         dmu = rng.standard_normal((n_agents, n_states, 2))
