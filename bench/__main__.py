@@ -4,6 +4,8 @@ Every figure is a ratio taken in the same run: "copy" reads mu and writes an arr
 mu's size (the floor for value_and_grad: one read of mu, one write of g; it is memcpy,
 which streams its stores), "scale" does the same with ordinary stores and one multiply,
 "read" only reads mu. Effective bandwidth = (bytes of mu + bytes of g) / time (mu alone for "read").
+Each row's timings alternate with timings of its place's copy, and its "x copy" is
+against that copy, so that a machine whose speed drifts from minute to minute moves both.
 
 Host rows are compared with the host's copy and the naive NumPy formula, device rows with
 a device-to-device copy and ``torch.compile`` of the objective (SPEC section 4).
@@ -67,22 +69,46 @@ def main(argv=None):
 def _size(names, n_agents, n_states, dtype, repeat):
     """Time every runnable implementation at one size, with the copy and the baseline of
     each place it runs in; print and return the rows.
+
+    Each implementation's timings alternate with its place's copy (``measure.
+    interleaved_medians``), and its "x copy" is against the copy timed alongside it; the
+    copy's own row is timed alone, first.
     """
     mu = np.random.default_rng(0).random((n_agents, n_states)).astype(dtype)
-    places = {implementations.place(name) for name in names}
-    references = [table[where] for where in sorted(places) for table in _REFERENCES]
-    seconds = {}
-    for name in (*references, *names):
-        if name in seconds or implementations.skip_reason(name, n_agents, n_states):
+    places = sorted({implementations.place(name) for name in names})
+    copies = {
+        where: implementations.build(implementations.COPY[where], mu)
+        for where in places
+        if not implementations.skip_reason(implementations.COPY[where], n_agents, n_states)
+    }
+    seconds, copy_seconds = {}, {}
+    for where, copy in copies.items():
+        name = implementations.COPY[where]
+        seconds[name] = copy_seconds[name] = measure.median_seconds(copy, repeat)
+    baselines = [implementations.BASELINE[where] for where in places]
+    for name in dict.fromkeys((*baselines, *names)):
+        where = implementations.place(name)
+        if name == implementations.COPY[where]:
             continue
-        seconds[name] = measure.median_seconds(implementations.build(name, mu), repeat)
+        if implementations.skip_reason(name, n_agents, n_states):
+            continue
+        run = implementations.build(name, mu)
+        if where in copies:
+            seconds[name], copy_seconds[name] = measure.interleaved_medians(
+                [run, copies[where]], repeat
+            )
+        else:
+            seconds[name] = measure.median_seconds(run, repeat)
+        del run
         implementations.release()
+    del copies
+    implementations.release()
     rows = []
     for name in names:
         if name not in seconds:
             continue
         where = implementations.place(name)
-        copy, baseline = (seconds.get(table[where], np.nan) for table in _REFERENCES)
+        baseline = seconds.get(implementations.BASELINE[where], np.nan)
         row = {
             "implementation": name,
             "N": n_agents,
@@ -90,7 +116,7 @@ def _size(names, n_agents, n_states, dtype, repeat):
             "dtype": np.dtype(dtype).name,
             "seconds": seconds[name],
             "GB/s": implementations.bytes_moved(name, mu) / seconds[name] / 1e9,
-            "x copy": copy / seconds[name],
+            "x copy": copy_seconds.get(name, np.nan) / seconds[name],
             "x naive": baseline / seconds[name],
         }
         rows.append(row)
@@ -100,9 +126,6 @@ def _size(names, n_agents, n_states, dtype, repeat):
             f"{row['x naive']:8.1f}"
         )
     return rows
-
-
-_REFERENCES = (implementations.COPY, implementations.BASELINE)
 
 
 def _side_measurements(repeat):

@@ -20,13 +20,37 @@ def median_seconds(run, repeat, min_seconds=0.02):
     Each timing loops ``run`` enough times to last ``min_seconds`` (small inputs would
     otherwise measure the timer), and reports the time of one call.
     """
-    run()  # compilation, first-touch page faults
-    start = time.perf_counter()
-    run()
-    once = time.perf_counter() - start
-    number = max(1, int(min_seconds / max(once, 1e-9)))
-    times = timeit.repeat(run, number=number, repeat=repeat)
-    return float(np.median(times)) / number
+    return interleaved_medians([run], repeat, min_seconds)[0]
+
+
+def interleaved_medians(runs, repeat, min_seconds=0.02):
+    """:func:`median_seconds` of each of ``runs``, their timings taken in turn.
+
+    Timing A seven times and then B seven times compares A on the machine of one moment
+    with B on the machine of the next; taking them in turn (A, B, A, B, ...) puts both
+    medians on the same moments. On the shared machine of bench/RESULTS.md a kernel's time
+    at S = 1e7 moved by 20-30 % between minutes, which a ratio of back-to-back medians
+    carried whole.
+    """
+    numbers = []
+    for run in runs:
+        run()  # compilation, first-touch page faults
+        start = time.perf_counter()
+        run()
+        once = time.perf_counter() - start
+        numbers.append(max(1, int(min_seconds / max(once, 1e-9))))
+    times = [[] for _ in runs]
+    for _ in range(repeat):
+        for run, number, timings in zip(runs, numbers, times, strict=True):
+            if len(runs) > 1:
+                time.sleep(_SETTLE_SECONDS)
+            timings.append(timeit.timeit(run, number=number) / number)
+    return [float(np.median(timings)) for timings in times]
+
+
+#: A pause before each interleaved timing. Thread pools spin for a while after their work
+#: (XLA's did, here): a copy timed right after JAX ran at half speed, 60 against 31 ms.
+_SETTLE_SECONDS = 0.05
 
 
 def compile_latency():

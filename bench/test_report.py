@@ -1,0 +1,45 @@
+"""``python -m bench``'s own machinery: its timings taken in turn, and a small report."""
+
+import json
+
+import numpy as np
+
+from bench import __main__ as report
+from bench import measure
+
+
+def test_interleaved_timings_alternate_and_time_each_run():
+    calls = []
+
+    def run(label, spin):
+        def call():
+            calls.append(label)
+            total = 0
+            for k in range(spin):
+                total += k
+            return total
+
+        return call
+
+    cheap, dear = measure.interleaved_medians([run("a", 10), run("b", 200_000)], 3, 0.0)
+    # Two warm-up calls each, then one timing of each in turn (min_seconds 0: one call).
+    assert calls == ["a", "a", "b", "b", "a", "b", "a", "b", "a", "b"]
+    assert 0.0 < cheap < dear
+
+
+def test_small_report_compares_each_row_with_the_copy_timed_beside_it(tmp_path):
+    path = tmp_path / "report.json"
+    report.main(
+        [
+            "--sizes", "2x1e3", "--impl", "copy,fastcov-cpu-out,naive", "--dtype", "float32",
+            "--quick", "--repeat", "2", "--json", str(path), "--plot", str(tmp_path / "p.png"),
+        ]
+    )  # fmt: skip
+    rows = {row["implementation"]: row for row in json.loads(path.read_text())["rows"]}
+    assert list(rows) == ["copy", "fastcov-cpu-out", "naive"]
+    assert rows["copy"]["x copy"] == 1.0
+    assert rows["naive"]["x naive"] == 1.0
+    for row in rows.values():
+        assert (row["N"], row["S"], row["dtype"]) == (2, 1000, "float32")
+        assert np.isfinite(row["x copy"]) and row["x copy"] > 0
+        assert row["GB/s"] == 2 * 2 * 1000 * 4 / row["seconds"] / 1e9
