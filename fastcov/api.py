@@ -365,10 +365,13 @@ class _Call:
         if error.array == "mu":
             agent, state = np.unravel_index(index, array.shape)
             position = np.unravel_index(state, self.shape) if self.shape else ()
-            where = ", ".join(str(int(k)) for k in (agent, *position))
+            position = tuple(int(k) for k in position)
+            where = ", ".join(str(k) for k in (agent, *position))
+            # A state of a 1-D state space is its index; of a grid, its tuple of indices.
+            state = position[0] if len(position) == 1 else position
             return (
                 f"mu[{where}] = {value!r} is not a probability in [0, 1] "
-                f"(agent {agent}, state {tuple(int(k) for k in position)})"
+                f"(agent {agent}, state {state})"
             )
         agent, state, parameter = np.unravel_index(index, array.shape)
         return (

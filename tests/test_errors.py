@@ -34,6 +34,14 @@ def test_out_of_range_names_the_first_bad_position(backend, function, bad):
 
 
 @pytest.mark.parametrize("function", FUNCTIONS, ids=IDS)
+def test_a_flat_state_space_names_its_state_by_index(backend, function):
+    mu = np.full((3, 7), 0.5)
+    mu[1, 4] = np.nan
+    with pytest.raises(ValueError, match=re.escape("mu[1, 4] = nan") + r".*\(agent 1, state 4\)"):
+        function(mu, backend=backend)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS, ids=IDS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_ends_of_the_range_are_accepted(backend, function, dtype):
     # The CPU check is x (1 - x) >= 0: exact at both ends, the smallest subnormal included.
