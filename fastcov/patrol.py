@@ -194,9 +194,7 @@ def _team_state(graph, logits, eps, floor):
     """:func:`value_and_grad` on a graph already known to be strongly connected, with a
     floor already checked.
     """
-    logits = _logits_array(graph, logits)
-    if logits.ndim != 2:
-        raise ValueError(f"logits must have shape (N, n_edges), got {logits.shape}")
+    logits = _logits_array(graph, logits, ndims=(2,))
     pattern = _pattern(graph) if graph.n_vertices > 1 else None
     if pattern is not None and pattern.plan is not None:
         return _planned_state(graph, pattern, logits, api._check_eps(eps), floor)
@@ -392,7 +390,7 @@ def train(
     floor = _check_floor(graph, floor)
     if logits is None:
         logits = np.random.default_rng(seed).standard_normal((n_robots, graph.n_edges))
-    theta = _check_logits(graph, logits)
+    theta = _check_logits(graph, logits, ndims=(2,))
     if theta.shape != (n_robots, graph.n_edges):
         raise ValueError(
             f"logits must have shape ({n_robots}, {graph.n_edges}) for {n_robots} robots, "
@@ -983,21 +981,23 @@ def _floor_scale(graph, floor):
     return 1.0 - floor * graph.out_degrees[graph.sources]
 
 
-def _check_logits(graph, logits):
+def _check_logits(graph, logits, ndims=(1, 2)):
     """``logits`` as a float64 array of shape (n_edges,) or (N, n_edges), all finite."""
-    logits = _logits_array(graph, logits)
+    logits = _logits_array(graph, logits, ndims)
     _require_finite(logits)
     return logits
 
 
-def _logits_array(graph, logits):
-    """``logits`` as a float64 array of shape (n_edges,) or (N, n_edges)."""
+def _logits_array(graph, logits, ndims=(1, 2)):
+    """``logits`` as a float64 array of shape (n_edges,) or (N, n_edges), of as many
+    dimensions as ``ndims`` allows.
+    """
     logits = np.asarray(api._unmasked(logits, "logits"))
     logits = api._require_real(logits, "logits").astype(np.float64, copy=False)
-    if logits.ndim not in (1, 2) or logits.shape[-1] != graph.n_edges:
+    if logits.ndim not in ndims or logits.shape[-1] != graph.n_edges:
+        shapes = " or ".join(("(n_edges,)", "(N, n_edges)")[ndim - 1] for ndim in ndims)
         raise ValueError(
-            f"logits must have shape (n_edges,) or (N, n_edges) with n_edges = "
-            f"{graph.n_edges}, got {logits.shape}"
+            f"logits must have shape {shapes} with n_edges = {graph.n_edges}, got {logits.shape}"
         )
     return logits
 

@@ -133,8 +133,12 @@ def test_a_graph_is_immutable_and_owns_its_arrays():
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_bad_logits(bad):
     g = graph.load("house")
-    with pytest.raises(ValueError, match="n_edges = 20"):
-        patrol.value_and_grad(g, np.zeros((2, 19)))
+    # A team's step takes (N, n_edges) logits, and says so whichever shape is wrong.
+    for shape in [(2, 19), (20,), (1, 2, 20)]:
+        with pytest.raises(ValueError, match=r"must have shape \(N, n_edges\) with n_edges = 20"):
+            patrol.value_and_grad(g, np.zeros(shape))
+    with pytest.raises(ValueError, match=r"shape \(n_edges,\) or \(N, n_edges\)"):
+        patrol.stationary(g, np.zeros(19))
     theta = np.zeros((3, 40))[:, ::2]  # not contiguous
     theta[1, 7] = bad
     with pytest.raises(ValueError, match=rf"logits\[1, 7\] = {bad} is not finite"):
