@@ -61,11 +61,11 @@ def main(argv=None):
 def _info():
     import numba
 
-    import fastcov
+    from . import available_backends
 
-    print(f"fastcov {fastcov.__version__}")
+    print(f"fastcov {__version__}")
     print(f"numpy {np.__version__}, numba {numba.__version__}")
-    print(f"backends: {', '.join(fastcov.available_backends())}")
+    print(f"backends: {', '.join(available_backends())}")
     print(f"cpu threads: {numba.get_num_threads()} (NUMBA_NUM_THREADS or numba.set_num_threads)")
     print(f"cuda: {_cuda_status()}")
     return 0
@@ -73,18 +73,18 @@ def _info():
 
 def _cuda_status():
     try:
-        from fastcov import cuda
+        from . import cuda
     except ImportError as error:
         return f"not available ({error})"
     return cuda.describe()
 
 
 def _run(args):
-    import fastcov
+    from . import value_and_grad
 
     mu = _load_npy(args.mu)
     start = time.perf_counter()
-    value, gradient = fastcov.value_and_grad(mu, args.eps, backend=args.backend)
+    value, gradient = value_and_grad(mu, args.eps, backend=args.backend)
     seconds = time.perf_counter() - start
     output = args.output or os.path.splitext(args.mu)[0] + ".grad.npy"
     np.save(output, gradient)

@@ -381,7 +381,7 @@ class _Call:
 
 
 def _backend_module(name):
-    module = _imported(f"fastcov.{'reference' if name == 'numpy' else name}")
+    module = _imported(f".{'reference' if name == 'numpy' else name}")
     if name == "cuda":
         module.require()
     return module
@@ -389,8 +389,11 @@ def _backend_module(name):
 
 @functools.cache
 def _imported(module):
-    """importlib.import_module, remembered (its lookup took 0.4 us a call, this 0.06)."""
-    return importlib.import_module(module)
+    """importlib.import_module of a module of this package, remembered (its lookup took
+    0.4 us a call, this 0.06). Relative, so that a copy of the package under another
+    name runs its own backends, not those of an installed ``fastcov``.
+    """
+    return importlib.import_module(module, __package__)
 
 
 def _real_array(memory, x, name):

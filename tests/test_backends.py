@@ -84,3 +84,28 @@ def test_many_chunks_policy_gradient_matches_reference():
     a = fastcov.policy_gradient(mu, dmu, eps=1e-9, backend="cpu")
     b = fastcov.policy_gradient(mu, dmu, eps=1e-9, backend="numpy")
     np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-9 * np.abs(b).max())
+
+
+def test_a_renamed_copy_of_the_package_runs_its_own_backends(tmp_path, monkeypatch):
+    # A vendored or side-by-side copy (as in an A/B timing) must not dispatch into the
+    # installed fastcov's kernels: the backends are imported relative to the package.
+    import importlib
+    import pathlib
+    import shutil
+    import sys
+
+    source = pathlib.Path(fastcov.__file__).parent
+    shutil.copytree(source, tmp_path / "fastcov_copy", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    copy = importlib.import_module("fastcov_copy")
+    try:
+        mu = np.array([[0.25, 0.5], [0.5, 0.125]])
+        np.testing.assert_array_equal(
+            copy.grad(mu, backend="numpy"), fastcov.grad(mu, backend="numpy")
+        )
+        for backend in ("numpy", "cpu"):
+            module = copy.api._backend_module(backend)
+            assert module.__name__.startswith("fastcov_copy."), module.__name__
+    finally:
+        for name in [name for name in sys.modules if name.split(".")[0] == "fastcov_copy"]:
+            del sys.modules[name]
