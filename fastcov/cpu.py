@@ -6,12 +6,12 @@ runs over chunks. Both partitions depend on (N, S) only, never on the thread cou
 is accumulated per block and summed in block order (exactly, with ``math.fsum``), so J and
 g are bit-identical whatever ``numba.set_num_threads`` says.
 
-Agents go in groups of ``_GROUP`` = 8 (one group of exactly N agents when
-2 <= N <= 8, of 2 when N <= 1); the last group is padded with rows of zeros, which change
+Agents go in groups of ``_GROUP`` = 8 (for the gradient of N <= 8 agents, one group of
+exactly N); a last group of fewer than 8 is padded with rows of zeros, which change
 nothing exactly (a factor 1 - 0 = 1 and a term 0 q). For each state of a group:
 
-1. forward over its agents i: check mu_i(s) in [0, 1], store the exclusive prefix product
-   prod_{j<i} (1 - mu_j(s)) in g_i(s)'s place, and update
+1. forward over its agents i: check mu_i(s) in [0, 1], keep the exclusive prefix product
+   prod_{j<i} (1 - mu_j(s)) for the way back, and update
        m(s) <- m(s) + mu_i(s) q(s),   q(s) <- q(s) (1 - mu_i(s)),
    so that after every group m = mu(s) and q = 1 - mu(s) = prod_j (1 - mu_j(s)). Every
    term of m is non-negative: mu(s) keeps full relative accuracy even when every mu_j(s)
@@ -19,22 +19,21 @@ nothing exactly (a factor 1 - 0 = 1 and a term 0 q). For each state of a group:
 2. log mu(s) = log1p(-q) where q < 1/2, else log(m): one call per state of the
    branch-free logarithm of ``_vmath``, which vectorises where libm's would not;
 3. backward over the agents with the suffix product r(s), which starts from the weight:
-       g_i(s) <- g_i(s) r(s),   r(s) <- r(s) (1 - mu_i(s)),   r = -(log max(mu(s), eps) + 1)
+       g_i(s) <- prefix_i(s) r(s),   r(s) <- r(s) (1 - mu_i(s)),   r = -(log max(mu(s), eps) + 1)
    No division by 1 - mu_i(s): exact where mu_i(s) = 1.
 
 With N <= 8 (one group) the three steps are one loop over the block's states: each mu
-value is read once, the products stay in registers and each g value is written once. More
-agents chain the groups through float64 rows m, q and r, and read mu twice (the second
-time from cache). The loops over states are what LLVM vectorises, and it does so only
-when (measured, one by one): the loop over a group's agents has a constant trip count (it
-unrolls); the prefix lives in g's own place (a separate scratch array kept the loop
+value is read from memory once, the prefix products wait in registers (``_registers``)
+and each g value is written once, in g's dtype. More agents chain the groups through
+float64 rows m, q and r; their prefix products wait in g's own place, so a float32 g is
+computed in a float64 block and rounded into g once (with streaming stores, ``_stream``,
+where g is larger than the caches), and mu is read twice (the second time from cache).
+The loops over states are what LLVM vectorises, and it does so only when (measured, one by
+one): the loop over a group's agents has a constant trip count (it unrolls); the prefix
+products are in registers or in g's own place (a separate scratch array kept the loop
 scalar); column indices are unsigned (a signed index costs a wraparound test); and the
 loop has no branch on ``check`` and no reduction (the bad-value count is always taken and
 only reported when ``check`` is true; the J terms go to a row summed afterwards).
-
-g is written in float64: straight into the caller's g for float64 mu; for float32 into a
-float64 block that is rounded into g once, so the products are rounded only at the end
-(with streaming stores, ``_stream``, where g is larger than the caches).
 
 The entry points take mu (N, S) C-contiguous float32 or float64 and caller-allocated,
 C-contiguous outputs of mu's dtype (float64 for J); they raise
@@ -48,8 +47,10 @@ import threading
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import overload
 
-from . import _config, _stream, _vmath
+from . import _config, _registers, _stream, _vmath
 from ._errors import InvalidValues
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -62,13 +63,12 @@ _sum_jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"re
 _WRITE_NOTHING, _WRITE_COVERAGE, _WRITE_WEIGHTS, _WRITE_GRADIENT = 0, 1, 2, 3
 
 #: Agents per group: their products stay in registers (16 vector registers with AVX2).
-#: With N <= 8 agents the one group has N of them (at least _SMALLEST_GROUP): a padded
-#: group costs the padding rows and copies of mu and g through scratch (S = 1e7: N = 2 ran
-#: 1.8x faster in a group of 2 than in a padded group of 4, N = 5..7 up to 2.3x faster
+#: With N <= 8 agents the gradient's one group has exactly N of them: a padded group costs
+#: the padding rows and copies of mu and g through scratch (S = 1e7: N = 2 ran 1.8x
+#: faster in a group of 2 than in a padded group of 4, N = 5..7 up to 2.3x faster
 #: unpadded than in a padded group of 8). Each size is its own compiled kernel, made the
 #: first time an N needs it (about 6 s, then cached on disk).
 _GROUP = 8
-_SMALLEST_GROUP = 2
 
 
 def coverage(mu, out, check):
@@ -111,7 +111,7 @@ def partition(n_agents):
     """(the group of ``_gradient``, block states, maximum chunk count) for N agents: from
     the shape and the configuration's constants only, so it is computed once per N.
     """
-    group = (0,) * _single_group_size(n_agents)
+    group = (0,) * min(n_agents, _GROUP)
     return group, _config.block_states(n_agents), _config.MAX_CHUNKS
 
 
@@ -123,25 +123,19 @@ def gradient_on_this_thread(mu, eps, g, group, block):
     per-block J partials (sum them with ``math.fsum``) and the count of states with a
     value outside [0, 1]. ``group`` and ``block`` come from :func:`partition`.
     """
-    unused_states, unused_grad = np.empty(0, mu.dtype), np.empty((0, 0), mu.dtype)
-    return _sweep_on_this_thread(
-        mu, eps, _WRITE_GRADIENT, unused_states, g, unused_grad, False, group, block, 1
-    )
+    unused_states = np.empty(0, mu.dtype)
+    return _sweep_on_this_thread(mu, eps, _WRITE_GRADIENT, unused_states, g, False, group, block, 1)
 
 
 def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
     # Unused outputs are empty arrays of the same types, so one compiled kernel serves all.
-    # g goes into a float64 grad_out as ``direct``; through the float64 block otherwise.
     if states_out is None:
         states_out = np.empty(0, mu.dtype)
-    direct = np.empty((0, 0))
     if grad_out is None:
         grad_out = np.empty((0, 0), mu.dtype)
-    elif grad_out.dtype == np.float64:
-        direct, grad_out = grad_out, np.empty((0, 0), mu.dtype)
     stream = grad_out.nbytes >= _config.STREAM_STORE_BYTES
     partials, bad = _partitioned(
-        _sweep_kernel, _sweep_on_this_thread, mu, eps, what, states_out, direct, grad_out, stream
+        _sweep_kernel, _sweep_on_this_thread, mu, eps, what, states_out, grad_out, stream
     )
     _raise_if_bad(check and bad, "mu")
     return math.fsum(partials.tolist())
@@ -217,30 +211,38 @@ def _padded_agents(mu):
 
 
 @_jit
-def _scratch(mu, block, what, group):
+def _scratch(mu, block, what, g_in_block):
     """A chunk's scratch for a sweep that writes ``what``: float64 rows (m, q, log_m or the
     J terms, r), a float64 g block with a row per agent, padding agents included, and the
     padded last group of mu (no rows when the groups are whole). No wider than S: small
     calls then stay clear of the allocator's page-mapping sizes.
+
+    The gradient of N <= 8 agents is one group of N, which needs no padding, nor a g block
+    unless g itself is computed there (``g_in_block``: the policy gradient) rather than
+    straight into the caller's g.
     """
     width = min(block, mu.shape[1])
-    work = np.empty((4, width))
-    g_block = np.empty((_padded_agents(mu), width))
     n_agents = mu.shape[0]
-    # The gradient of N <= 8 agents goes in one ``group``; everything else in groups of 8.
     one_group = what == _WRITE_GRADIENT and n_agents <= _GROUP
-    size = len(group) if one_group else _GROUP
-    padded_rows = size if n_agents == 0 or n_agents % size else 0
-    return work, g_block, np.zeros((padded_rows, width), mu.dtype)
+    if not one_group:
+        g_rows = _padded_agents(mu)
+    else:
+        g_rows = n_agents if g_in_block else 0
+    padded_rows = _GROUP if not one_group and (n_agents == 0 or n_agents % _GROUP) else 0
+    return (
+        np.empty((4, width)),
+        np.empty((g_rows, width)),
+        np.zeros((padded_rows, width), mu.dtype),
+    )
 
 
 @_parallel_jit
-def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, stream, group, block, max_chunks):
+def _sweep_kernel(mu, eps, what, states_out, grad_out, stream, group, block, max_chunks):
     """Per-block J partials and bad-value count.
 
-    Writes ``what`` into states_out (S,) or, for _WRITE_GRADIENT, g into ``direct``
-    (float64 (N, S)) when it has rows, else rounded into grad_out (N, S); with streaming
-    stores (``_stream``) where ``stream``.
+    Writes ``what`` into states_out (S,) or, for _WRITE_GRADIENT, g into grad_out (N, S);
+    where g is computed in a float64 block (more than 8 agents and a float32 g), the block
+    is rounded into grad_out with streaming stores (``_stream``) where ``stream``.
     """
     n_blocks, n_chunks = _chunking(mu.shape[1], block, max_chunks)
     partials = np.zeros(n_blocks)
@@ -248,54 +250,40 @@ def _sweep_kernel(mu, eps, what, states_out, direct, grad_out, stream, group, bl
     for chunk in numba.prange(n_chunks):
         first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
         bad[chunk] = _sweep_blocks(
-            mu, eps, what, states_out, direct, grad_out, stream, group, block, first, last,
-            partials,
-        )  # fmt: skip
+            mu, eps, what, states_out, grad_out, stream, group, block, first, last, partials
+        )
         if stream:
             _stream.fence()
     return partials, bad.sum()
 
 
 @_jit
-def _sweep_on_this_thread(
-    mu, eps, what, states_out, direct, grad_out, stream, group, block, max_chunks
-):  # fmt: skip
+def _sweep_on_this_thread(mu, eps, what, states_out, grad_out, stream, group, block, max_chunks):
     """:func:`_sweep_kernel` as one chunk, on the calling thread."""
     n_blocks = _chunking(mu.shape[1], block, max_chunks)[0]
     partials = np.zeros(n_blocks)
     bad = _sweep_blocks(
-        mu, eps, what, states_out, direct, grad_out, stream, group, block, 0, n_blocks,
-        partials,
-    )  # fmt: skip
+        mu, eps, what, states_out, grad_out, stream, group, block, 0, n_blocks, partials
+    )
     if stream:
         _stream.fence()
     return partials, bad
 
 
 @_jit
-def _sweep_blocks(
-    mu, eps, what, states_out, direct, grad_out, stream, group, block, first, last, partials
-):
+def _sweep_blocks(mu, eps, what, states_out, grad_out, stream, group, block, first, last, partials):
     """The sweep over blocks first .. last - 1 (one chunk's), with its own scratch: their
     J partials into ``partials``; returns their count of states with a value outside [0, 1].
     """
-    n_agents, n_states = mu.shape
-    work, g_block, padded = _scratch(mu, block, what, group)
+    n_states = mu.shape[1]
+    work, g_block, padded = _scratch(mu, block, what, False)
     bad = 0
     for b in range(first, last):
         s0, s1 = b * block, min((b + 1) * block, n_states)
-        n = s1 - s0
         if what == _WRITE_GRADIENT:
-            g, g_s0 = (direct, s0) if direct.shape[0] else (g_block, 0)
             partials[b], block_bad = _gradient(
-                mu, s0, s1, eps, work, g, g_s0, g_block, padded, group
+                mu, s0, s1, eps, work, grad_out, s0, g_block, padded, group, stream
             )
-            if not direct.shape[0]:
-                for i in range(n_agents):
-                    if stream:
-                        _stream.store(g_block[i, :n], grad_out[i, s0:s1])
-                    else:
-                        _store(g_block[i, :n], grad_out[i, s0:s1])
         else:
             partials[b], block_bad = _states(
                 mu, s0, s1, eps, what, work, g_block, padded, states_out
@@ -339,45 +327,66 @@ def _policy_gradient_blocks(mu, dmu, eps, check, group, block, first, last, part
     in dmu.
     """
     n_agents, n_states = mu.shape
-    work, g, padded = _scratch(mu, block, _WRITE_GRADIENT, group)
+    work, g, padded = _scratch(mu, block, _WRITE_GRADIENT, True)
     bad_mu = bad_dmu = 0
     for b in range(first, last):
         s0, s1 = b * block, min((b + 1) * block, n_states)
         n = s1 - s0
-        bad_mu += _gradient(mu, s0, s1, eps, work, g, 0, g, padded, group)[1]
+        bad_mu += _gradient(mu, s0, s1, eps, work, g, 0, g, padded, group, False)[1]
         for i in range(n_agents):
             bad_dmu += _contract(g[i, :n], dmu[i, s0:s1], check, partials[i])
     return bad_mu, bad_dmu
 
 
 # ---------------------------------------------------------------------------------------
-# Block steps, for states s0:s1 (n of them). A whole group writes g (float64) into ``g``
-# at columns g_s0:g_s0 + n (the caller's g at s0, or the chunk's scratch block at 0); a
-# last group with fewer agents than its size is copied into ``padded`` (rows of zeros
-# past the last agent) and writes its g into ``g_block``, from which ``_unpad`` copies
-# it. Groups have 8 agents, or N when 2 <= N < 8, or 2 when N <= 1.
+# Block steps, for states s0:s1 (n of them). N <= 8 agents are one group, which writes g
+# once, in its own dtype, into the caller's g at columns g_s0:g_s0 + n. More agents go in
+# groups of 8, whose prefix products wait in a float64 g: the caller's where it is
+# float64, else the chunk's block ``g_block`` (at column 0), rounded into the caller's g
+# afterwards; a last group of fewer than 8 agents is copied into ``padded`` (rows of
+# zeros past the last agent) and writes its g into ``g_block``, from which ``_unpad``
+# copies it.
 
 
 @_jit
-def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group):
-    """Write g_i(s) for the block; return (the block's J, the count of states with a value
-    outside [0, 1]).
+def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
+    """Write g_i(s) for the block into g[:, g_s0 : g_s0 + n]; return (the block's J, the
+    count of states with a value outside [0, 1]).
 
-    ``group`` is a tuple of ``_single_group_size(N)`` zeros. Its length is a constant of the
-    compiled code, as the loops over a group's agents need to unroll; and each length is
-    compiled (and cached) only when an N needs it.
+    ``group`` is a tuple of min(N, 8) zeros. Its length is a constant of the compiled code,
+    as the loops over a group's agents need to unroll; and each length is compiled (and
+    cached) only when an N needs it. ``stream``: round a float64 block into a float32 g
+    with streaming stores (``_stream``).
     """
     if mu.shape[0] <= _GROUP:
-        block = _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, len(group))
-    else:
-        block = _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded)
-    _unpad(mu, s1 - s0, g, g_s0, g_block, len(group))
+        return _single_group(mu, s0, s1, eps, work, g, g_s0, group)
+    n = s1 - s0
+    block_g, in_place = _float64_rows(g, g_block)
+    block_g_s0 = g_s0 if in_place else 0
+    block = _several_groups(mu, s0, s1, eps, work, block_g, block_g_s0, g_block, padded)
+    if not in_place:
+        for i in range(mu.shape[0]):
+            if stream:
+                _stream.store(g_block[i, :n], g[i, g_s0 : g_s0 + n])
+            else:
+                _store(g_block[i, :n], g[i, g_s0 : g_s0 + n])
     return block
+
+
+def _float64_rows(g, g_block):
+    """(g, True) where g is float64, else (g_block, False): chosen when compiled."""
+
+
+@overload(_float64_rows, jit_options={"cache": True, "nogil": True})
+def _float64_rows_typed(g, g_block):
+    if g.dtype == types.float64:
+        return lambda g, g_block: (g, True)
+    return lambda g, g_block: (g_block, False)
 
 
 @_jit
 def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
-    """``_gradient`` for N > 8: the groups chained through work's float64 rows."""
+    """``_gradient`` for N > 8, g float64: the groups chained through work's rows."""
     n = s1 - s0
     log_eps = _log_eps(eps)
     bad = _forward(mu, s0, s1, work, g, g_s0, g_block, padded)
@@ -389,7 +398,9 @@ def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
         src, src_s0, dst, dst_s0 = _group(mu, first, _GROUP, s0, s1, padded, g, g_s0, g_block)
         for s in range(n):
             state = np.uint64(s)
-            r[s] = _backward_state(src, src_s0, dst, dst_s0, state, r[s], _GROUP)
+            column = dst_s0 + state
+            r[s] = _backward_state(src, src_s0 + state, dst, column, dst, column, r[s], _GROUP)
+    _unpad(mu, n, g, g_s0, g_block)
     return block_entropy, bad
 
 
@@ -424,56 +435,56 @@ def _forward(mu, s0, s1, work, prefix, prefix_s0, prefix_block, padded):
         for s in range(n):
             state = np.uint64(s)
             q[s], m[s], state_bad = _forward_state(
-                src, src_s0, dst, dst_s0, state, q[s], m[s], _GROUP
+                src, src_s0 + state, dst, dst_s0 + state, q[s], m[s], _GROUP
             )
             bad += state_bad
     return bad
 
 
 @_jit
-def _one_group(src, src_s0, dst, dst_s0, terms, eps, log_eps, size):
-    """All three steps for one group of ``size`` (a compile-time constant) agents, one
-    state at a time; the J terms go to ``terms`` (a reduction in this loop would keep it
-    from vectorising).
+def _one_group(src, src_s0, dst, dst_s0, terms, eps, log_eps, group):
+    """All three steps for one group of ``len(group)`` (a compile-time constant) agents,
+    one state at a time; the J terms go to ``terms`` (a reduction in this loop would keep
+    it from vectorising).
+
+    The state's mu values and prefix products wait in registers (``_registers``), so mu
+    is read once and g written once, in its own dtype.
     """
     _vmath.prefer_wide_vectors()
+    values, prefix = _registers.column(group), _registers.column(group)
+    size = len(group)
+    first = np.uint64(0)
     bad = 0
     for s in range(terms.size):
         state = np.uint64(s)
-        q, m, state_bad = _forward_state(src, src_s0, dst, dst_s0, state, 1.0, 0.0, size)
+        for k in range(np.uint64(size)):
+            values[k, first] = src[k, src_s0 + state]
+        q, m, state_bad = _forward_state(values, first, prefix, first, 1.0, 0.0, size)
         bad += state_bad
         log_m = _log_mu(m, q)
         terms[s] = _entropy_term(m, log_m)
         r = -_log_weight(m, log_m, eps, log_eps)
-        _backward_state(src, src_s0, dst, dst_s0, state, r, size)
+        _backward_state(values, first, prefix, first, dst, dst_s0 + state, r, size)
     return bad
 
 
 @_jit
-def _single_group(mu, s0, s1, eps, work, g, g_s0, g_block, padded, size):
-    """``_gradient`` for N <= size, ``size`` a compile-time constant."""
-    n = s1 - s0
-    src, src_s0, dst, dst_s0 = _group(mu, 0, size, s0, s1, padded, g, g_s0, g_block)
-    terms = work[2, :n]
-    bad = _one_group(src, src_s0, dst, dst_s0, terms, eps, _log_eps(eps), size)
+def _single_group(mu, s0, s1, eps, work, g, g_s0, group):
+    """``_gradient`` for N = len(group) <= 8 agents, a compile-time constant."""
+    terms = work[2, : s1 - s0]
+    bad = _one_group(mu, np.uint64(s0), g, np.uint64(g_s0), terms, eps, _log_eps(eps), group)
     return _sum(terms), bad
 
 
 @_jit
-def _unpad(mu, n, g, g_s0, g_block, size):
+def _unpad(mu, n, g, g_s0, g_block):
     """Copy a padded last group's g, which ``_group`` sent to ``g_block``, into the
     caller's ``g`` (N rows; ``g_block`` itself has the padding rows too and needs nothing).
-    ``size`` is ``_single_group_size(N)``.
     """
     n_agents = mu.shape[0]
-    if n_agents % size != 0 and g.shape[0] == n_agents:
+    if n_agents % _GROUP != 0 and g.shape[0] == n_agents:
         for i in range(_last_group(mu), n_agents):
             _store(g_block[i, :n], g[i, g_s0 : g_s0 + n])
-
-
-def _single_group_size(n_agents):
-    """The group size for N <= 8 agents (``_gradient``): N, at least 2; 8 for more."""
-    return min(max(n_agents, _SMALLEST_GROUP), _GROUP)
 
 
 @_jit
@@ -504,8 +515,9 @@ def _group(mu, first, size, s0, s1, padded, g, g_s0, g_block):
 
 
 @_jit
-def _forward_state(src, src_s0, dst, dst_s0, s, q, m, size):
-    """Step 1: return (q, m, whether a value is outside [0, 1]).
+def _forward_state(src, column, prefix, prefix_column, q, m, size):
+    """Step 1 for the state in src's ``column``, its prefix products into prefix's
+    ``prefix_column``: return (q, m, whether a value is outside [0, 1]).
 
     x (1 - x) >= 0 holds exactly when x is in [0, 1] (the product of a negative x and
     1 - x > 1 cannot round to zero, nor can that of x > 1 and 1 - x = -(x - 1); NaN and
@@ -515,22 +527,24 @@ def _forward_state(src, src_s0, dst, dst_s0, s, q, m, size):
     """
     inside = True
     for k in range(np.uint64(size)):
-        x = np.float64(src[k, src_s0 + s])
+        x = np.float64(src[k, column])
         complement = 1.0 - x
         inside &= x * complement >= 0.0
-        dst[k, dst_s0 + s] = q
+        prefix[k, prefix_column] = q
         m += x * q
         q *= complement
     return q, m, not inside
 
 
 @_jit
-def _backward_state(src, src_s0, dst, dst_s0, s, r, size):
-    """Step 3, last agent first: return the suffix product."""
+def _backward_state(src, column, prefix, prefix_column, dst, dst_column, r, size):
+    """Step 3 for the state in src's ``column``, last agent first: g into dst's
+    ``dst_column`` (which may be the prefix's own place); return the suffix product.
+    """
     for j in range(np.uint64(size)):
         k = np.uint64(size) - 1 - j
-        dst[k, dst_s0 + s] *= r
-        r *= 1.0 - np.float64(src[k, src_s0 + s])
+        dst[k, dst_column] = prefix[k, prefix_column] * r
+        r *= 1.0 - np.float64(src[k, column])
     return r
 
 

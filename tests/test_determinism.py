@@ -56,7 +56,8 @@ def test_repeat_calls_and_thread_counts_agree_bitwise(restore_threads, dtype):
 def test_one_chunk_on_this_thread_is_the_parallel_kernels(n_agents, what, dtype):
     # A call of one chunk skips the threading layer: its serial driver must give the
     # parallel kernel's bits (several blocks, a padded group, bad values counted; a
-    # float32 g rounded from the float64 block, streamed and not).
+    # float32 g written straight (N <= 8) or rounded from a float64 block, streamed and
+    # not).
     from fastcov import cpu
 
     rng = np.random.default_rng(n_agents)
@@ -69,14 +70,11 @@ def test_one_chunk_on_this_thread_is_the_parallel_kernels(n_agents, what, dtype)
         g_parallel, g_serial = np.empty_like(mu), np.empty_like(mu)
         args = (1e-9, cpu._WRITE_GRADIENT, np.empty(0, dtype))
 
-        def outputs(g):  # a float64 g is computed in place (``direct``), float32 in a block
-            return (g, np.empty((0, 0))) if dtype == np.float64 else (np.empty((0, 0)), g)
-
         results = []
         for stream in (False, True):  # streaming stores change no bit either
             rest = (stream, group, block, 1)
-            parallel = cpu._sweep_kernel(mu, *args, *outputs(g_parallel), *rest)
-            serial = cpu._sweep_on_this_thread(mu, *args, *outputs(g_serial), *rest)
+            parallel = cpu._sweep_kernel(mu, *args, g_parallel, *rest)
+            serial = cpu._sweep_on_this_thread(mu, *args, g_serial, *rest)
             _assert_bit_identical((*parallel, g_parallel), (*serial, g_serial))
             results.append((*parallel, g_parallel.copy()))
         _assert_bit_identical(*results)
