@@ -3,8 +3,9 @@
 An ordinary store brings the cache line it writes into the cache first (a read for
 ownership), so a kernel that reads mu and writes g with ordinary stores moves g's bytes
 twice. A non-temporal store writes whole 64-byte lines straight to memory. The CPU
-kernels compute a float32 g in a float64 block in cache and round its rows out with
-:func:`store`: N = 8, S = 10^7 on 2 cores, 46 ms with ordinary stores, 37 ms streamed.
+kernels compute a float32 g of more than 8 agents in a float64 block in cache and round
+its rows out with :func:`store` (when N = 8 took that path too: S = 10^7 on 2 cores, 46 ms
+with ordinary stores, 37 ms streamed).
 
 Streamed lines are not in the cache afterwards, so this pays only for outputs larger
 than the caches (``_config.STREAM_STORE_BYTES``). They are also weakly ordered: a thread

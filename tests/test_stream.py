@@ -29,7 +29,7 @@ def test_store_is_an_ordinary_copy(dtype, offset):
         np.testing.assert_array_equal(out, expected)  # nothing outside the row is touched
 
 
-@pytest.mark.parametrize("n_agents", [1, 3, 8, 13])
+@pytest.mark.parametrize("n_agents", [9, 13, 16])  # N <= 8 writes g straight
 def test_streamed_float32_gradient_is_the_cached_one(monkeypatch, n_agents):
     rng = np.random.default_rng(n_agents)
     mu = rng.uniform(0.0, 0.4, (n_agents, 20_011)).astype(np.float32)
