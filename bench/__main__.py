@@ -229,10 +229,20 @@ def _parser():
 
 
 def _sizes(text):
+    """``"8x1e7,2x1e5"`` as [(8, 10**7), (2, 10**5)]: N agents >= 1 by S states >= 1."""
     sizes = []
     for item in text.split(","):
         agents, _, states = item.lower().partition("x")
-        sizes.append((int(agents), int(float(states))))
+        try:
+            size = int(agents), float(states)
+        except ValueError:
+            size = None
+        if size is None or size[0] < 1 or not 1 <= size[1] < 2**63 or size[1] % 1:
+            raise argparse.ArgumentTypeError(
+                f"each size is NxS, N agents by S states (whole numbers >= 1), "
+                f"for example 8x1e7,2x1e5; got {item!r}"
+            )
+        sizes.append((size[0], int(size[1])))
     return sizes
 
 

@@ -1,8 +1,10 @@
 """``python -m bench``'s own machinery: its timings taken in turn, and a small report."""
 
+import argparse
 import json
 
 import numpy as np
+import pytest
 
 from bench import __main__ as report
 from bench import measure
@@ -43,3 +45,10 @@ def test_small_report_compares_each_row_with_the_copy_timed_beside_it(tmp_path):
         assert (row["N"], row["S"], row["dtype"]) == (2, 1000, "float32")
         assert np.isfinite(row["x copy"]) and row["x copy"] > 0
         assert row["GB/s"] == 2 * 2 * 1000 * 4 / row["seconds"] / 1e9
+
+
+def test_sizes_are_parsed_or_refused_with_the_form_they_take():
+    assert report._sizes("8x1e7,2X1e5,4x1000") == [(8, 10**7), (2, 10**5), (4, 1000)]
+    for bad in ["8x", "axb", "0x10", "8x0", "8x1.5", "8xinf", "8xnan", "8", "8x1e7,"]:
+        with pytest.raises(argparse.ArgumentTypeError, match=f"got {bad.split(',')[-1]!r}"):
+            report._sizes(bad)
