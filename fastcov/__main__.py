@@ -56,6 +56,9 @@ def main(argv=None):
     except (OSError, ValueError, TypeError, RuntimeError) as error:
         print(f"fastcov: error: {error}", file=sys.stderr)
         return 1
+    except MemoryError as error:  # say, a grid larger than this machine holds
+        print(f"fastcov: error: out of memory: {error}", file=sys.stderr)
+        return 1
 
 
 def _info():

@@ -25,3 +25,11 @@ def integer(value, name, minimum=None):
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def random_generator(seed, name="seed"):
+    """``numpy.random.default_rng(seed)``, whose errors then name the argument."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{name} {seed!r} cannot seed a random generator: {error}") from None

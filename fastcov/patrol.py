@@ -356,7 +356,8 @@ def train(
     logits : array_like, shape (N, n_edges), optional
         Starting policies. Default: standard normal logits drawn with ``seed`` (identical
         robots would get identical gradients and never spread out).
-    seed : int
+    seed : int or numpy.random.Generator
+        Draws the default logits (anything ``numpy.random.default_rng`` takes).
     tol : float, optional
         Stop once a full round (N steps for "one-at-a-time", else one) raised J by less
         than ``tol``.
@@ -373,9 +374,10 @@ def train(
     ValueError
         ``n_robots`` < 1, ``iterations`` < 0, a ``learning_rate`` that is not positive and
         finite, a negative or NaN ``tol``, an unknown ``schedule`` or ``optimizer``, logits
-        of the wrong shape or not finite, and what :func:`value_and_grad` raises.
+        of the wrong shape or not finite, a negative ``seed``, and what
+        :func:`value_and_grad` raises.
     TypeError
-        ``n_robots`` or ``iterations`` not an integer.
+        ``n_robots`` or ``iterations`` not an integer, a ``seed`` NumPy cannot use.
     """
     n_robots = _checks.integer(n_robots, "n_robots", minimum=1)
     iterations = _checks.integer(iterations, "iterations", minimum=0)
@@ -389,7 +391,8 @@ def train(
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     floor = _check_floor(graph, floor)
     if logits is None:
-        logits = np.random.default_rng(seed).standard_normal((n_robots, graph.n_edges))
+        random = _checks.random_generator(seed)
+        logits = random.standard_normal((n_robots, graph.n_edges))
     theta = _check_logits(graph, logits, ndims=(2,))
     if theta.shape != (n_robots, graph.n_edges):
         raise ValueError(

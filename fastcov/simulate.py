@@ -81,8 +81,10 @@ def simulate(graph, logits, steps, *, start=None, seed=0, floor=0.0):
     ------
     ValueError
         A vertex without out-edges, logits of the wrong shape or not finite, a floor
-        outside its range, a negative step count, a start vertex outside the graph or a
-        start of the wrong length.
+        outside its range, a negative step count, a start vertex outside the graph, a
+        start of the wrong length or a seed NumPy refuses (a negative integer).
+    TypeError
+        A step count that is not an integer, or a seed of a type NumPy refuses.
     """
     probabilities = np.atleast_2d(patrol.transition_probabilities(graph, logits, floor=floor))
     n_robots, n_vertices = probabilities.shape[0], graph.n_vertices
@@ -92,7 +94,7 @@ def simulate(graph, logits, steps, *, start=None, seed=0, floor=0.0):
     visits = np.zeros((n_robots, n_vertices), dtype=np.int64)
     covered = np.zeros(n_vertices, dtype=np.int64)
     last_covered = np.full(n_vertices, -1, dtype=np.int64)
-    rng = np.random.default_rng(seed)
+    rng = _checks.random_generator(seed)
     for first in range(0, steps, _CHUNK):
         uniforms = rng.random((min(_CHUNK, steps - first), n_robots))
         _walk(

@@ -131,6 +131,14 @@ def test_python_dash_m_demo_reports_a_bad_graph():
     assert "fastcov: error: grid needs width, height >= 1, got 0 x 3" in result.stderr
 
 
+def test_a_grid_larger_than_memory_is_an_error_not_a_traceback(capsys):
+    # 10^14 vertices: the index array alone would take 711 TiB, on any machine.
+    assert main(["demo", "--graph", "grid:10000000x10000000"]) == 1
+    printed = capsys.readouterr()
+    assert printed.err.startswith("fastcov: error: out of memory: ")
+    assert "Traceback" not in printed.err
+
+
 def test_demo_checks_the_output_folder_before_training(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     missing = tmp_path / "no such folder" / "x.png"

@@ -503,6 +503,12 @@ def test_training_rejects_logits_for_another_team():
     for tol in (-1e-3, np.nan):
         with pytest.raises(ValueError, match="tol must be a number >= 0 or None"):
             patrol.train(g, 2, tol=tol)
+    with pytest.raises(ValueError, match="seed -1 cannot seed a random generator"):
+        patrol.train(g, 2, seed=-1)
+    with pytest.raises(TypeError, match="seed 'a' cannot seed a random generator"):
+        patrol.train(g, 2, seed="a")
+    generator = patrol.train(g, 2, iterations=0, seed=np.random.default_rng(3))
+    np.testing.assert_array_equal(generator.logits, patrol.train(g, 2, iterations=0, seed=3).logits)
 
 
 def test_training_stops_at_tolerance_and_on_callback():

@@ -103,6 +103,8 @@ def test_bad_arguments():
         simulate.simulate(g, theta, 10, start=[0, 1, 2])
     with pytest.raises(ValueError, match="n_edges = 20"):
         simulate.simulate(g, np.zeros(19), 10)
+    with pytest.raises(ValueError, match="seed -2 cannot seed a random generator"):
+        simulate.simulate(g, theta, 10, seed=-2)
     dead_end = graph.Graph.from_edges([(0, 1)], directed=True)
     with pytest.raises(ValueError, match="vertex 1 has no outgoing edge"):
         simulate.simulate(dead_end, np.zeros(1), 10)
