@@ -180,10 +180,22 @@ class Graph:
 
     @classmethod
     def from_networkx(cls, graph, *, stay=False, start=None, name=None):
-        """Build from a networkx Graph or DiGraph (its nodes become the labels)."""
+        """Build from a networkx graph (its nodes become the labels).
+
+        A Graph or DiGraph; a MultiGraph's or MultiDiGraph's parallel edges merge into one.
+
+        Raises
+        ------
+        TypeError
+            ``graph`` is not a networkx graph.
+        ValueError
+            As for :meth:`from_edges`.
+        """
+        if not all(hasattr(graph, name) for name in ("nodes", "edges", "is_directed")):
+            raise TypeError(f"graph must be a networkx graph, not {type(graph).__name__}")
         nodes = list(graph.nodes)
         return cls.from_edges(
-            list(graph.edges),
+            list(graph.edges()),  # (u, v) pairs, without a multigraph's edge keys
             directed=graph.is_directed(),
             stay=stay,
             labels=nodes,

@@ -102,6 +102,12 @@ def test_networkx_and_adjacency_agree_with_edges():
     again = graph.Graph.from_adjacency(adjacency)
     np.testing.assert_array_equal(again.indptr, grid.indptr)
     np.testing.assert_array_equal(again.indices, grid.indices)
+    # A multigraph's parallel edges merge, as duplicates do in an edge list.
+    multi = nx.MultiDiGraph([("a", "b"), ("a", "b"), ("b", "a")])
+    merged = graph.Graph.from_networkx(multi)
+    assert merged.n_edges == 2 and list(merged.labels) == ["a", "b"]
+    with pytest.raises(TypeError, match="graph must be a networkx graph, not list"):
+        graph.Graph.from_networkx([(0, 1)])
 
 
 def test_not_strongly_connected_names_a_component():
