@@ -88,6 +88,7 @@ def state_weights(mu, eps, out, check):
 
 def value_and_grad(mu, eps, out, check):
     """Write g (N, S) into ``out`` and return J, in one pass over ``mu``."""
+    _bind_hot_loop(mu.dtype, out.dtype, mu.shape[0])
     return _sweep(mu, eps, check, _WRITE_GRADIENT, grad_out=out)
 
 
@@ -125,6 +126,26 @@ def gradient_on_this_thread(mu, eps, g, group, block):
     """
     unused_states = np.empty(0, mu.dtype)
     return _sweep_on_this_thread(mu, eps, _WRITE_GRADIENT, unused_states, g, False, group, block, 1)
+
+
+@functools.cache
+def _bind_hot_loop(mu_dtype, g_dtype, n_agents):
+    """Load the gradient's loop for N <= 8 agents (``_one_group`` for these types) on its
+    own, before the kernels that call it, so that they run that copy.
+
+    A compiled kernel carries its own copy of each function it calls, optimised again with
+    the kernel; but the JIT binds a call to the first definition of the function it was
+    given, and a process that compiles a kernel has compiled each callee on its own first.
+    So a process that compiled the sweep ran the standalone loop, and one that loaded the
+    sweep from the disk cache ran the sweep's own copy: the same bits (the same code, with
+    no fast-math flags), but N = 8 float32 at S = 1e7 on 2 threads took 30-36 ms the first
+    way and 41-48 ms the second (bench/RESULTS.md). A call on empty arrays loads the
+    standalone loop (from the disk cache, or compiling it), so every process runs it.
+    """
+    if n_agents <= _GROUP:
+        mu, g = np.empty((n_agents, 0), mu_dtype), np.empty((n_agents, 0), g_dtype)
+        first = np.uint64(0)
+        _one_group(mu, first, g, first, np.empty(0), 0.0, -np.inf, partition(n_agents)[0])
 
 
 def _sweep(mu, eps, check, what, states_out=None, grad_out=None):

@@ -154,3 +154,28 @@ print(numba.threading_layer(), len(wrong), any(wrong))
     used, calls, wrong = result.stdout.split()
     assert (used == "workqueue") == (layer == "workqueue")
     assert (calls, wrong) == ("160", "False")
+
+
+def test_a_kernel_from_the_disk_cache_runs_the_standalone_loop_with_the_same_bits(tmp_path):
+    # The sweep loaded from the disk cache would run its own copy of the gradient's loop;
+    # fastcov loads the standalone loop first (cpu._bind_hot_loop), as a process that
+    # compiles the sweep does. Both processes must give the same bits.
+    script = """
+import hashlib, numpy as np, fastcov
+from fastcov import cpu
+mu = np.random.default_rng(7).random((2, 5000))
+J, g = fastcov.value_and_grad(mu)
+print(J.hex(), hashlib.sha256(g.tobytes()).hexdigest(), len(cpu._one_group.overloads))
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+        )
+        for _ in ("compiles", "loads from the cache")
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    compiled, cached = (run.stdout.split() for run in runs)
+    assert compiled == cached
+    assert cached[2] == "1"  # the standalone loop is loaded
