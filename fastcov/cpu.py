@@ -98,6 +98,7 @@ def policy_gradient(mu, dmu, eps, out, check):
     ``dmu`` is (N, S, P), C-contiguous, of mu's dtype. Chunks accumulate (N, P) partials
     in float64, merged in chunk order after the parallel loop.
     """
+    _bind_hot_loop(mu.dtype, np.dtype(np.float64), mu.shape[0])  # g goes in a float64 block
     partials, bad_mu, bad_dmu = _partitioned(
         _policy_gradient_kernel, _policy_gradient_on_this_thread, mu, dmu, eps, check
     )
@@ -130,8 +131,9 @@ def gradient_on_this_thread(mu, eps, g, group, block):
 
 @functools.cache
 def _bind_hot_loop(mu_dtype, g_dtype, n_agents):
-    """Load the gradient's loop for N <= 8 agents (``_one_group`` for these types) on its
-    own, before the kernels that call it, so that they run that copy.
+    """Load the gradient's loop for N <= 8 agents (``_one_group`` for these types: mu's
+    and the g it writes) on its own, before the kernels that call it, so that they run
+    that copy.
 
     A compiled kernel carries its own copy of each function it calls, optimised again with
     the kernel; but the JIT binds a call to the first definition of the function it was
