@@ -1,5 +1,10 @@
 """The CPU kernels against the NumPy reference, including hypothesis property tests."""
 
+import importlib
+import pathlib
+import shutil
+import sys
+
 import numpy as np
 import pytest
 from conftest import hard_inputs
@@ -89,11 +94,6 @@ def test_many_chunks_policy_gradient_matches_reference():
 def test_a_renamed_copy_of_the_package_runs_its_own_backends(tmp_path, monkeypatch):
     # A vendored or side-by-side copy (as in an A/B timing) must not dispatch into the
     # installed fastcov's kernels: the backends are imported relative to the package.
-    import importlib
-    import pathlib
-    import shutil
-    import sys
-
     source = pathlib.Path(fastcov.__file__).parent
     shutil.copytree(source, tmp_path / "fastcov_copy", ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.syspath_prepend(str(tmp_path))
