@@ -51,9 +51,13 @@ class HostMemory:
         return out
 
     def writes_directly(self, out, inputs):
-        """True when the kernel may write into ``out`` itself (contiguous, no overlap)."""
-        return out.flags.c_contiguous and not any(
-            np.may_share_memory(out, x) for x in inputs if x is not None
+        """True when the kernel may write into ``out`` itself (contiguous, its elements
+        aligned to their size, no overlap with an input).
+        """
+        return (
+            out.flags.c_contiguous
+            and out.flags.aligned
+            and not any(np.may_share_memory(out, x) for x in inputs if x is not None)
         )
 
     def reshape(self, out, shape):

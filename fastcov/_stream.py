@@ -32,11 +32,13 @@ def store(values, out):
 
     ``values`` is a 1-D float64 array, ``out`` a 1-D contiguous float64 or float32 array
     of the same length. Elements before out's first 64-byte boundary, and after its last
-    whole line, are stored ordinarily.
+    whole line, are stored ordinarily; so is all of an ``out`` whose elements are not
+    aligned to their size (none of them would start a line).
     """
     n = values.size
     per_line = LINE_BYTES // out.itemsize
-    head = min(n, (-out.ctypes.data % LINE_BYTES) // out.itemsize)
+    aligned = out.ctypes.data % out.itemsize == 0
+    head = min(n, (-out.ctypes.data % LINE_BYTES) // out.itemsize) if aligned else n
     for k in range(head):
         out[k] = values[k]
     tail = head + (n - head) // per_line * per_line

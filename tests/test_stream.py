@@ -29,6 +29,34 @@ def test_store_is_an_ordinary_copy(dtype, offset):
         np.testing.assert_array_equal(out, expected)  # nothing outside the row is touched
 
 
+def _unaligned(shape, dtype):
+    """A writeable array whose elements are not aligned to their size (2 bytes off)."""
+    count = int(np.prod(shape))
+    memory = bytearray(count * np.dtype(dtype).itemsize + 8)
+    array = np.frombuffer(memory, dtype, count=count, offset=2).reshape(shape)
+    assert not array.flags.aligned
+    return array
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_store_into_unaligned_memory_is_an_ordinary_copy(dtype):
+    # No element starts a line there: a streaming store would fault.
+    values = np.random.default_rng(1).normal(size=100)
+    out = _unaligned(values.shape, dtype)
+    _store_row(values, out)
+    np.testing.assert_array_equal(out, values.astype(dtype))
+
+
+def test_streamed_gradient_into_an_unaligned_out(monkeypatch):
+    mu = np.random.default_rng(2).uniform(0.0, 0.4, (9, 1000)).astype(np.float32)
+    value, g = fastcov.value_and_grad(mu, backend="cpu")
+    monkeypatch.setattr(_config, "STREAM_STORE_BYTES", 0)
+    out = _unaligned(mu.shape, np.float32)
+    streamed_value, same = fastcov.value_and_grad(mu, backend="cpu", out=out)
+    assert same is out and streamed_value == value
+    np.testing.assert_array_equal(out, g)
+
+
 @pytest.mark.parametrize("n_agents", [9, 13, 16])  # N <= 8 writes g straight
 def test_streamed_float32_gradient_is_the_cached_one(monkeypatch, n_agents):
     rng = np.random.default_rng(n_agents)
