@@ -71,11 +71,13 @@ def coverage(mu, *, out=None, backend="auto", check=True, stream=None):
         dtype. If raised, the contents of ``out`` are unspecified.
     TypeError
         Complex, object, string or other non-real ``mu``; a masked array (its mask
-        would be lost); a device array with a host backend.
+        would be lost); a device array with a host backend; a ``check`` that is not a
+        bool.
     RuntimeError
         ``backend="cuda"`` where it cannot run; the message says why (numba-cuda not
         installed, no driver, no GPU).
     """
+    check = _check_flag(check)
     call = _Call(mu, backend, stream)
     return call.finish_states(
         out, lambda kernel_out: call.kernel("coverage")(call.mu, kernel_out, check)
@@ -105,6 +107,7 @@ def entropy(mu, *, backend="auto", check=True, stream=None):
     ValueError, TypeError
         As for :func:`coverage`.
     """
+    check = _check_flag(check)
     call = _Call(mu, backend, stream)
     return call.run(lambda: call.kernel("entropy")(call.mu, check))
 
@@ -146,7 +149,7 @@ def state_weights(mu, eps=0.0, *, out=None, backend="auto", check=True, stream=N
     ValueError, TypeError
         As for :func:`coverage`; ValueError also for ``eps`` outside [0, 1] or NaN.
     """
-    eps = _check_eps(eps)
+    eps, check = _check_eps(eps), _check_flag(check)
     call = _Call(mu, backend, stream)
     return call.finish_states(
         out, lambda kernel_out: call.kernel("state_weights")(call.mu, eps, kernel_out, check)
@@ -196,7 +199,7 @@ def value_and_grad(mu, eps=0.0, *, out=None, backend="auto", check=True, stream=
     -------
     (float, ndarray of shape (N, *state_shape))
     """
-    eps = _check_eps(eps)
+    eps, check = _check_eps(eps), _check_flag(check)
     call = _Call(mu, backend, stream)
     gradient, value = call.finish(
         out,
@@ -241,9 +244,9 @@ def policy_gradient(mu, dmu, *, eps=0.0, out=None, backend="auto", check=True, s
         As for :func:`grad`, and for a ``dmu`` of the wrong shape or, when ``check``, with
         a NaN or infinity (the message names its position).
     TypeError
-        Non-real or masked ``mu`` or ``dmu``.
+        Non-real or masked ``mu`` or ``dmu``; a ``check`` that is not a bool.
     """
-    eps = _check_eps(eps)
+    eps, check = _check_eps(eps), _check_flag(check)
     call = _Call(mu, backend, stream, jacobian=dmu)
     jacobian = call.jacobian
     n_agents, n_states = call.mu.shape
@@ -433,6 +436,17 @@ def _check_eps(eps):
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"eps must lie in [0, 1]; got {eps!r}")
     return eps
+
+
+def _check_flag(check):
+    """``check`` as a bool: True or False, NumPy's included. Anything else is a TypeError
+    (a truthy string would otherwise pass, and another type compile new kernels).
+    """
+    if type(check) is not bool:
+        if not isinstance(check, np.bool_):
+            raise TypeError(f"check must be True or False, not {type(check).__name__}")
+        check = bool(check)
+    return check
 
 
 def _check_out(out, shape, dtype):

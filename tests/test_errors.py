@@ -149,6 +149,23 @@ def test_bad_eps(backend, eps, error):
         fastcov.grad(np.full((2, 3), 0.5), eps, backend=backend)
 
 
+@pytest.mark.parametrize("check", ["no", 1, None, np.array([True])])
+@pytest.mark.parametrize("function", ["coverage", "entropy", "state_weights", "grad"])
+def test_check_must_be_a_bool(backend, function, check):
+    with pytest.raises(TypeError, match="check must be True or False"):
+        getattr(fastcov, function)(np.full((2, 3), 0.5), backend=backend, check=check)
+    with pytest.raises(TypeError, match="check must be True or False"):
+        fastcov.policy_gradient(np.full((2, 3), 0.5), np.ones((2, 3, 1)), check=check)
+
+
+def test_numpy_bools_are_bools(backend):
+    mu = np.array([[0.5, 2.0]])
+    with np.errstate(invalid="ignore"):  # the reference's log1p(-2) warns
+        fastcov.entropy(mu, backend=backend, check=np.False_)  # unchecked: no error
+    with pytest.raises(ValueError, match="agent 0, state 1"):
+        fastcov.entropy(mu, backend=backend, check=np.True_)
+
+
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend must be one of"):
         fastcov.entropy(np.full((2, 3), 0.5), backend="gpu")
