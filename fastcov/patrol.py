@@ -460,7 +460,21 @@ def upper_bound(n_vertices, n_robots):
 
     mu(s) <= sum_i mu_i(s) gives sum_s mu(s) <= N, and -x log x is concave and increasing
     up to 1/e, so by Jensen J <= n f(min(N / n, 1/e)) with f(x) = -x log x (natural log).
+
+    Parameters
+    ----------
+    n_vertices, n_robots : int, >= 0
+        No vertices or no robots give 0 (nothing is covered).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A count that is not an integer, or is negative.
     """
+    n_vertices = _checks.integer(n_vertices, "n_vertices", minimum=0)
+    n_robots = _checks.integer(n_robots, "n_robots", minimum=0)
+    if n_vertices == 0 or n_robots == 0:
+        return 0.0
     share = min(n_robots / n_vertices, np.exp(-1.0))
     return float(-n_vertices * share * np.log(share))
 

@@ -528,6 +528,16 @@ def test_training_stops_at_tolerance_and_on_callback():
 def test_upper_bound_hand_worked():
     assert patrol.upper_bound(70, 4) == pytest.approx(4 * np.log(70 / 4), rel=1e-15)
     assert patrol.upper_bound(5, 4) == pytest.approx(5 / np.e, rel=1e-15)  # N / n > 1/e
+    assert patrol.upper_bound(0, 3) == patrol.upper_bound(9, 0) == 0.0  # nothing covered
+
+
+@pytest.mark.parametrize(
+    "n_vertices, n_robots, error",
+    [(-1, 2, ValueError), (9, -1, ValueError), (9.0, 2, TypeError), (9, True, TypeError)],
+)
+def test_upper_bound_rejects_bad_counts(n_vertices, n_robots, error):
+    with pytest.raises(error, match="n_vertices|n_robots"):
+        patrol.upper_bound(n_vertices, n_robots)
 
 
 def test_plan_and_multifrontal_agree_on_a_grid(monkeypatch):
