@@ -33,8 +33,9 @@ def block_states(n_agents: int) -> int:
 #: this many bytes: worth it only where g would not stay there anyway. Measured when N = 8
 #: took this path too (float32 on 2 cores, ms per 10^7 states, streamed against not):
 #: 38.5 / 35.1 at S = 10^6 (32 MB of g), 37.0 / 47.9 at 2 10^6, 37.5 / 46.2 at 10^7.
-#: (N <= 8 now writes g straight, in its dtype; a float64 g of more agents is computed in
-#: the caller's array: streamed from a block it was slower, 51 against 48 ms at 10^7.)
+#: (A float32 g of N <= 8 is written straight, in its dtype; a float64 g of more agents is
+#: computed in the caller's array: streamed from a block it was slower, 51 against 48 ms at
+#: 10^7.)
 STREAM_STORE_BYTES = 48 << 20
 
 #: CUDA threads per block (a power of two: the blocks' J reduction is a halving tree).

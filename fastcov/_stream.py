@@ -3,9 +3,16 @@
 An ordinary store brings the cache line it writes into the cache first (a read for
 ownership), so a kernel that reads mu and writes g with ordinary stores moves g's bytes
 twice. A non-temporal store writes whole 64-byte lines straight to memory. The CPU
-kernels compute a float32 g of more than 8 agents in a float64 block in cache and round
-its rows out with :func:`store` (when N = 8 took that path too: S = 10^7 on 2 cores, 46 ms
-with ordinary stores, 37 ms streamed).
+kernels use it twice:
+
+- a float32 g of more than 8 agents is computed in a float64 block in cache and its
+  rows rounded out with :func:`store`;
+- a float64 g of at most 8 agents (``cpu._STREAM_MIN_AGENTS`` or more) is computed
+  64 states at a time into a tile on the stack, whose whole lines :func:`store_lines`
+  writes out, one 64-byte store each.
+
+Each store must be one whole line: stores of half a line each were slower than ordinary
+ones (bench/RESULTS.md).
 
 Streamed lines are not in the cache afterwards, so this pays only for outputs larger
 than the caches (``_config.STREAM_STORE_BYTES``). They are also weakly ordered: a thread
@@ -18,7 +25,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-__all__ = ["fence", "store"]
+__all__ = ["fence", "line_states", "states_to_line", "store", "store_lines"]
 
 #: Bytes of one cache line: each streaming store writes one whole line.
 LINE_BYTES = 64
@@ -48,6 +55,41 @@ def store(values, out):
         out[k] = values[k]
 
 
+@_jit
+def line_states(rows):
+    """States in a 64-byte line of ``rows`` (a 2-D C-contiguous float32 or float64 array)
+    where all its rows start at the same place within a line (the row stride is whole
+    lines, the data aligned to its items), so that a run of states starting a line in one
+    row starts a line in every row; else 0.
+    """
+    if rows.ctypes.data % rows.itemsize or rows.strides[0] % LINE_BYTES:
+        return 0
+    return LINE_BYTES // rows.itemsize
+
+
+@_jit
+def states_to_line(rows, column):
+    """States from ``column`` to the first line boundary at or after it in the rows of a
+    :func:`line_states` array (0 to one line less one).
+    """
+    offset = (rows.ctypes.data + column * rows.itemsize) % LINE_BYTES
+    return (LINE_BYTES - offset) % LINE_BYTES // rows.itemsize
+
+
+@_jit
+def store_lines(tile, rows, column):
+    """rows[:, column : column + W] = tile, W = tile.shape[1], with streaming stores.
+
+    ``tile`` has rows' dtype (or is float64, rounded once into float32 rows); ``rows`` is
+    a :func:`line_states` array whose ``column`` starts a line, W a whole number of lines.
+    """
+    per_line = LINE_BYTES // rows.itemsize
+    for i in range(tile.shape[0]):
+        out, values = rows[i], tile[i]
+        for k in range(0, tile.shape[1], per_line):
+            _store_line(out, column + k, values, k)
+
+
 @intrinsic
 def fence(typingctx):
     """Order this thread's streaming stores before its later stores and loads (a full
@@ -65,19 +107,20 @@ def fence(typingctx):
 def _store_line(typingctx, out, i, values, j):
     """out[i : i + L] = values[j : j + L], L = one line of out's dtype, streamed.
 
-    out[i] must start a 64-byte line; the float64 values are rounded to out's dtype.
+    out[i] must start a 64-byte line; float64 values are rounded to out's dtype.
     """
-    if not (_is_row(out, (types.float32, types.float64)) and _is_row(values, (types.float64,))):
+    floats = (types.float32, types.float64)
+    if not (_is_row(out, floats) and _is_row(values, (out.dtype, types.float64))):
         return None
     lanes = LINE_BYTES // np.dtype(str(out.dtype)).itemsize
     out_vector = ir.VectorType(_llvm_type(out.dtype), lanes)
-    value_vector = ir.VectorType(ir.DoubleType(), lanes)
+    value_vector = ir.VectorType(_llvm_type(values.dtype), lanes)
 
     def codegen(context, builder, signature, args):
         out_pointer = _element_pointer(context, builder, signature.args[:2], args[:2])
         value_pointer = _element_pointer(context, builder, signature.args[2:], args[2:])
         line = builder.load(builder.bitcast(value_pointer, value_vector.as_pointer()), align=8)
-        if out.dtype == types.float32:
+        if values.dtype != out.dtype:
             line = builder.fptrunc(line, out_vector)
         stored = builder.store(
             line, builder.bitcast(out_pointer, out_vector.as_pointer()), align=64

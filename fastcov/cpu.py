@@ -23,8 +23,10 @@ nothing exactly (a factor 1 - 0 = 1 and a term 0 q). For each state of a group:
    No division by 1 - mu_i(s): exact where mu_i(s) = 1.
 
 With N <= 8 (one group) the three steps are one loop over the block's states: each mu
-value is read from memory once, the prefix products wait in registers (``_registers``)
-and each g value is written once, in g's dtype. More agents chain the groups through
+value is read from memory once, the prefix products wait in registers (``_stack``)
+and each g value is written once, in g's dtype (a float64 g larger than the caches, of
+_STREAM_MIN_AGENTS agents or more, 64 states at a time into a tile on the
+stack, streamed from there into g: ``_stream``). More agents chain the groups through
 float64 rows m, q and r; their prefix products wait in g's own place, so a float32 g is
 computed in a float64 block and rounded into g once (with streaming stores, ``_stream``,
 where g is larger than the caches), and mu is read twice (the second time from cache).
@@ -50,7 +52,7 @@ import numpy as np
 from numba.core import types
 from numba.extending import overload
 
-from . import _config, _registers, _stream, _vmath
+from . import _config, _stack, _stream, _vmath
 from ._errors import InvalidValues
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -69,6 +71,18 @@ _WRITE_NOTHING, _WRITE_COVERAGE, _WRITE_WEIGHTS, _WRITE_GRADIENT = 0, 1, 2, 3
 #: unpadded than in a padded group of 8). Each size is its own compiled kernel, made the
 #: first time an N needs it (about 6 s, then cached on disk).
 _GROUP = 8
+
+#: States of g a streamed single group computes into a tile in L1 before it streams the
+#: tile's lines out: whole lines of float32 and float64 (16 and 8 states a line).
+_STREAM_TILE_STATES = 64
+
+#: A float64 g of at most 8 agents and at least this many, of at least
+#: ``_config.STREAM_STORE_BYTES``, is computed a tile at a time and streamed. Against g
+#: written straight, one process alternating the two (S x N = 8e7 float64, 2 cores, g 16
+#: bytes past a line): N = 8 -11 to -21 %, N = 7 -13 %, N = 6 +3 to +5 %, N = 5 -17 %,
+#: N = 4 -2 to +10 %, N = 2, 3 +2 to +10 %, N = 1 +30 %; a float32 g was no faster at any
+#: N. Only these kernels compile the tiled loop (:func:`_tiles`).
+_STREAM_MIN_AGENTS = 7
 
 
 def coverage(mu, out, check):
@@ -131,9 +145,9 @@ def gradient_on_this_thread(mu, eps, g, group, block):
 
 @functools.cache
 def _bind_hot_loop(mu_dtype, g_dtype, n_agents):
-    """Load the gradient's loop for N <= 8 agents (``_one_group`` for these types: mu's
-    and the g it writes) on its own, before the kernels that call it, so that they run
-    that copy.
+    """Load the gradient's loops for N <= 8 agents (``_one_group`` for these types: mu's
+    and the g it writes, straight and streamed) on their own, before the kernels that call
+    them, so that they run those copies.
 
     A compiled kernel carries its own copy of each function it calls, optimised again with
     the kernel; but the JIT binds a call to the first definition of the function it was
@@ -146,8 +160,10 @@ def _bind_hot_loop(mu_dtype, g_dtype, n_agents):
     """
     if n_agents <= _GROUP:
         mu, g = np.empty((n_agents, 0), mu_dtype), np.empty((n_agents, 0), g_dtype)
-        first = np.uint64(0)
-        _one_group(mu, first, g, first, np.empty(0), 0.0, -np.inf, partition(n_agents)[0])
+        first, group = np.uint64(0), partition(n_agents)[0]
+        tiled = g_dtype == np.float64 and n_agents >= _STREAM_MIN_AGENTS
+        for streamed in (None, True) if tiled else (None,):
+            _one_group(mu, first, g, first, np.empty(0), 0.0, -np.inf, group, streamed)
 
 
 def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
@@ -156,12 +172,26 @@ def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
         states_out = np.empty(0, mu.dtype)
     if grad_out is None:
         grad_out = np.empty((0, 0), mu.dtype)
-    stream = grad_out.nbytes >= _config.STREAM_STORE_BYTES
+    stream = _streams(grad_out)
     partials, bad = _partitioned(
         _sweep_kernel, _sweep_on_this_thread, mu, eps, what, states_out, grad_out, stream
     )
     _raise_if_bad(check and bad, "mu")
     return math.fsum(partials.tolist())
+
+
+def _streams(g):
+    """Whether the sweep writes g with streaming stores (``_stream``): where g is larger
+    than the caches, in the two cases where it was measured to pay (bench/RESULTS.md): a
+    float32 g of more than 8 agents, rounded out of its float64 block, and a float64 g of
+    at least _STREAM_MIN_AGENTS (and at most 8), computed a tile at a time.
+    """
+    if g.nbytes < _config.STREAM_STORE_BYTES:
+        return False
+    n_agents = g.shape[0]
+    if n_agents > _GROUP:
+        return g.dtype == np.float32
+    return g.dtype == np.float64 and n_agents >= _STREAM_MIN_AGENTS
 
 
 def _partitioned(kernel, serial, mu, *args):
@@ -265,7 +295,8 @@ def _sweep_kernel(mu, eps, what, states_out, grad_out, stream, group, block, max
 
     Writes ``what`` into states_out (S,) or, for _WRITE_GRADIENT, g into grad_out (N, S);
     where g is computed in a float64 block (more than 8 agents and a float32 g), the block
-    is rounded into grad_out with streaming stores (``_stream``) where ``stream``.
+    is rounded into grad_out with streaming stores (``_stream``) where ``stream``, as is
+    a tiled g of N <= 8 (:func:`_single_group`).
     """
     n_blocks, n_chunks = _chunking(mu.shape[1], block, max_chunks)
     partials = np.zeros(n_blocks)
@@ -378,11 +409,12 @@ def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
 
     ``group`` is a tuple of min(N, 8) zeros. Its length is a constant of the compiled code,
     as the loops over a group's agents need to unroll; and each length is compiled (and
-    cached) only when an N needs it. ``stream``: round a float64 block into a float32 g
-    with streaming stores (``_stream``).
+    cached) only when an N needs it. ``stream``: write g with streaming stores
+    (``_stream``), from a float64 block into a float32 g of more than 8 agents, from
+    tiles for N <= 8.
     """
     if mu.shape[0] <= _GROUP:
-        return _single_group(mu, s0, s1, eps, work, g, g_s0, group)
+        return _single_group(mu, s0, s1, eps, work, g, g_s0, group, stream)
     n = s1 - s0
     block_g, in_place = _float64_rows(g, g_block)
     block_g_s0 = g_s0 if in_place else 0
@@ -465,38 +497,93 @@ def _forward(mu, s0, s1, work, prefix, prefix_s0, prefix_block, padded):
 
 
 @_jit
-def _one_group(src, src_s0, dst, dst_s0, terms, eps, log_eps, group):
+def _one_group(src, src_s0, dst, dst_s0, terms, eps, log_eps, group, streamed):
     """All three steps for one group of ``len(group)`` (a compile-time constant) agents,
     one state at a time; the J terms go to ``terms`` (a reduction in this loop would keep
     it from vectorising).
 
-    The state's mu values and prefix products wait in registers (``_registers``), so mu
-    is read once and g written once, in its own dtype.
+    The state's mu values and prefix products wait in registers (``_stack.column``), so
+    mu is read once and g written once, in its own dtype: straight into ``dst`` where
+    ``streamed`` is None; where it is a bool, in whole tiles of _STREAM_TILE_STATES
+    states (``terms.size`` a multiple of it), each computed into a tile on the stack,
+    where the loop needs no overlap checks, and streamed from there into ``dst``, whose
+    column ``dst_s0`` starts a line (``_stream``). The type of ``streamed`` chooses, not
+    its value: each way is its own compiled loop. (A bool variable, never the constant
+    True, whose type Numba makes a literal: :func:`_bind_hot_loop` could not load that
+    loop from Python.)
     """
     _vmath.prefer_wide_vectors()
-    values, prefix = _registers.column(group), _registers.column(group)
+    values, prefix = _stack.column(group), _stack.column(group)
     size = len(group)
     first = np.uint64(0)
     bad = 0
-    for s in range(terms.size):
-        state = np.uint64(s)
-        for k in range(np.uint64(size)):
-            values[k, first] = src[k, src_s0 + state]
-        q, m, state_bad = _forward_state(values, first, prefix, first, 1.0, 0.0, size)
-        bad += state_bad
-        log_m = _log_mu(m, q)
-        terms[s] = _entropy_term(m, log_m)
-        r = -_log_weight(m, log_m, eps, log_eps)
-        _backward_state(values, first, prefix, first, dst, dst_s0 + state, r, size)
+    # The two loops spell out the same steps: with them in a shared function that Numba
+    # inlines, or with the straight loop inside the tiled one's outer loop, the straight
+    # loop ran 12 to 30 % slower (N = 4, 8 in L2) or did not vectorise at all.
+    if streamed is None:
+        for s in range(terms.size):
+            state = np.uint64(s)
+            for k in range(np.uint64(size)):
+                values[k, first] = src[k, src_s0 + state]
+            q, m, state_bad = _forward_state(values, first, prefix, first, 1.0, 0.0, size)
+            bad += state_bad
+            log_m = _log_mu(m, q)
+            terms[s] = _entropy_term(m, log_m)
+            r = -_log_weight(m, log_m, eps, log_eps)
+            _backward_state(values, first, prefix, first, dst, dst_s0 + state, r, size)
+        return bad
+    tile = _stack.tile(group, _STREAM_TILE_STATES, dst)
+    for t in range(0, terms.size, _STREAM_TILE_STATES):
+        for s in range(_STREAM_TILE_STATES):
+            state = np.uint64(t + s)
+            for k in range(np.uint64(size)):
+                values[k, first] = src[k, src_s0 + state]
+            q, m, state_bad = _forward_state(values, first, prefix, first, 1.0, 0.0, size)
+            bad += state_bad
+            log_m = _log_mu(m, q)
+            terms[t + s] = _entropy_term(m, log_m)
+            r = -_log_weight(m, log_m, eps, log_eps)
+            _backward_state(values, first, prefix, first, tile, np.uint64(s), r, size)
+        _stream.store_lines(tile, dst, dst_s0 + np.uint64(t))
     return bad
 
 
 @_jit
-def _single_group(mu, s0, s1, eps, work, g, g_s0, group):
-    """``_gradient`` for N = len(group) <= 8 agents, a compile-time constant."""
-    terms = work[2, : s1 - s0]
-    bad = _one_group(mu, np.uint64(s0), g, np.uint64(g_s0), terms, eps, _log_eps(eps), group)
+def _single_group(mu, s0, s1, eps, work, g, g_s0, group, stream):
+    """``_gradient`` for N = len(group) <= 8 agents, a compile-time constant.
+
+    With ``stream``, where g's rows share their place within a line, the block's whole
+    tiles of g are streamed; the states before the first whole line and after the last
+    whole tile are written straight.
+    """
+    n = s1 - s0
+    terms = work[2, :n]
+    log_eps = _log_eps(eps)
+    tiled = stream and _stream.line_states(g) > 0
+    head = min(n, _stream.states_to_line(g, g_s0)) if tiled else n
+    tail = head + (n - head) // _STREAM_TILE_STATES * _STREAM_TILE_STATES
+    # Unsigned columns: a signed one would cost the loops a wraparound test.
+    a, b, c = np.uint64(s0), np.uint64(s0 + head), np.uint64(s0 + tail)
+    g_a, g_b, g_c = np.uint64(g_s0), np.uint64(g_s0 + head), np.uint64(g_s0 + tail)
+    bad = _one_group(mu, a, g, g_a, terms[:head], eps, log_eps, group, None)
+    streamed = _tiles(g, group, tiled)
+    bad += _one_group(mu, b, g, g_b, terms[head:tail], eps, log_eps, group, streamed)
+    bad += _one_group(mu, c, g, g_c, terms[tail:], eps, log_eps, group, None)
     return _sum(terms), bad
+
+
+def _tiles(g, group, tiled):
+    """``tiled`` where the tiled loop may stream this g (float64, _STREAM_MIN_AGENTS
+    agents or more), else None: chosen when compiled, so that no other kernel compiles
+    the tiled loop (each costs seconds of compilation).
+    """
+
+
+@overload(_tiles, jit_options={"cache": True, "nogil": True})
+def _tiles_typed(g, group, tiled):
+    if g.dtype == types.float64 and len(group.types) >= _STREAM_MIN_AGENTS:
+        return lambda g, group, tiled: tiled
+    return lambda g, group, tiled: None
 
 
 @_jit

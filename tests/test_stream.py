@@ -69,3 +69,38 @@ def test_streamed_float32_gradient_is_the_cached_one(monkeypatch, n_agents):
     assert same is streamed and streamed_value == value
     np.testing.assert_array_equal(streamed, g)
     np.testing.assert_allclose(g, fastcov.grad(mu, backend="numpy"), rtol=1e-5, atol=0)
+
+
+def _line_aligned(shape, dtype, offset=0):
+    """An array whose first element lies ``offset`` elements past a 64-byte boundary."""
+    itemsize = np.dtype(dtype).itemsize
+    memory = np.zeros(int(np.prod(shape)) + 2 * 64 // itemsize, dtype)
+    start = (-memory.ctypes.data % 64) // itemsize + offset
+    return memory[start : start + int(np.prod(shape))].reshape(shape)
+
+
+def test_line_states_hand_worked():
+    assert _stream.line_states(_line_aligned((3, 16), np.float64)) == 8  # rows of 128 bytes
+    assert _stream.line_states(_line_aligned((3, 16), np.float32)) == 16  # rows of 64 bytes
+    assert _stream.line_states(_line_aligned((3, 12), np.float64)) == 0  # rows of 96 bytes
+    assert _stream.line_states(_unaligned((3, 16), np.float64)) == 0
+    rows = _line_aligned((3, 16), np.float64, offset=2)
+    assert [_stream.states_to_line(rows, column) for column in (0, 5, 6, 7)] == [6, 1, 0, 7]
+
+
+@pytest.mark.parametrize("n_agents", [7, 8])  # fewer agents are never streamed
+@pytest.mark.parametrize("n_states", [37, 20_008, 20_011])  # one chunk; rows of whole lines; not
+def test_tiled_and_streamed_gradient_is_the_straight_one(monkeypatch, n_agents, n_states):
+    rng = np.random.default_rng(n_states)
+    mu = rng.uniform(0.0, 0.4, (n_agents, n_states))
+    mu[0, :7] = [0.0, 1.0, 1e-300, 0.5, 0.25, 1e-8, 0.999]
+    value, g = fastcov.value_and_grad(mu, backend="cpu")
+    monkeypatch.setattr(_config, "STREAM_STORE_BYTES", 0)
+    for offset in range(8):  # every place within a line; outside out, nothing is touched
+        memory = _line_aligned((n_agents * n_states + 16,), np.float64, offset)
+        memory[:] = -7.0
+        out = memory[8:-8].reshape(mu.shape)
+        streamed_value, same = fastcov.value_and_grad(mu, backend="cpu", out=out)
+        assert same is out and streamed_value == value
+        np.testing.assert_array_equal(out, g)
+        assert (memory[:8] == -7.0).all() and (memory[-8:] == -7.0).all()
