@@ -102,7 +102,7 @@ def state_weights(mu, eps, out, check):
 
 def value_and_grad(mu, eps, out, check):
     """Write g (N, S) into ``out`` and return J, in one pass over ``mu``."""
-    _bind_hot_loop(mu.dtype, out.dtype, mu.shape[0])
+    _bind_hot_loop(mu.dtype, out.dtype, mu.shape[0], streams=True)
     return _sweep(mu, eps, check, _WRITE_GRADIENT, grad_out=out)
 
 
@@ -112,7 +112,8 @@ def policy_gradient(mu, dmu, eps, out, check):
     ``dmu`` is (N, S, P), C-contiguous, of mu's dtype. Chunks accumulate (N, P) partials
     in float64, merged in chunk order after the parallel loop.
     """
-    _bind_hot_loop(mu.dtype, np.dtype(np.float64), mu.shape[0])  # g goes in a float64 block
+    # g goes in a float64 block, never streamed
+    _bind_hot_loop(mu.dtype, np.dtype(np.float64), mu.shape[0], streams=False)
     partials, bad_mu, bad_dmu = _partitioned(
         _policy_gradient_kernel, _policy_gradient_on_this_thread, mu, dmu, eps, check
     )
@@ -144,10 +145,11 @@ def gradient_on_this_thread(mu, eps, g, group, block):
 
 
 @functools.cache
-def _bind_hot_loop(mu_dtype, g_dtype, n_agents):
+def _bind_hot_loop(mu_dtype, g_dtype, n_agents, streams):
     """Load the gradient's loops for N <= 8 agents (``_one_group`` for these types: mu's
-    and the g it writes, straight and streamed) on their own, before the kernels that call
-    them, so that they run those copies.
+    and the g it writes, straight and, for a caller that ``streams``, tiled where
+    :func:`_tiles` allows) on their own, before the kernels that call them, so that they
+    run those copies.
 
     A compiled kernel carries its own copy of each function it calls, optimised again with
     the kernel; but the JIT binds a call to the first definition of the function it was
@@ -161,7 +163,7 @@ def _bind_hot_loop(mu_dtype, g_dtype, n_agents):
     if n_agents <= _GROUP:
         mu, g = np.empty((n_agents, 0), mu_dtype), np.empty((n_agents, 0), g_dtype)
         first, group = np.uint64(0), partition(n_agents)[0]
-        tiled = g_dtype == np.float64 and n_agents >= _STREAM_MIN_AGENTS
+        tiled = streams and g_dtype == np.float64 and n_agents >= _STREAM_MIN_AGENTS
         for streamed in (None, True) if tiled else (None,):
             _one_group(mu, first, g, first, np.empty(0), 0.0, -np.inf, group, streamed)
 
@@ -566,24 +568,26 @@ def _single_group(mu, s0, s1, eps, work, g, g_s0, group, stream):
     a, b, c = np.uint64(s0), np.uint64(s0 + head), np.uint64(s0 + tail)
     g_a, g_b, g_c = np.uint64(g_s0), np.uint64(g_s0 + head), np.uint64(g_s0 + tail)
     bad = _one_group(mu, a, g, g_a, terms[:head], eps, log_eps, group, None)
-    streamed = _tiles(g, group, tiled)
+    streamed = _tiles(g, group, stream, tiled)
     bad += _one_group(mu, b, g, g_b, terms[head:tail], eps, log_eps, group, streamed)
     bad += _one_group(mu, c, g, g_c, terms[tail:], eps, log_eps, group, None)
     return _sum(terms), bad
 
 
-def _tiles(g, group, tiled):
+def _tiles(g, group, stream, tiled):
     """``tiled`` where the tiled loop may stream this g (float64, _STREAM_MIN_AGENTS
-    agents or more), else None: chosen when compiled, so that no other kernel compiles
-    the tiled loop (each costs seconds of compilation).
+    agents or more, from a caller that may stream), else None: chosen when compiled, so
+    that no other kernel compiles the tiled loop (each costs seconds of compilation). The
+    policy gradient and the patrol step pass ``stream`` as the constant False.
     """
 
 
-@overload(_tiles, jit_options={"cache": True, "nogil": True})
-def _tiles_typed(g, group, tiled):
-    if g.dtype == types.float64 and len(group.types) >= _STREAM_MIN_AGENTS:
-        return lambda g, group, tiled: tiled
-    return lambda g, group, tiled: None
+@overload(_tiles, jit_options={"cache": True, "nogil": True}, prefer_literal=True)
+def _tiles_typed(g, group, stream, tiled):
+    never = isinstance(stream, types.BooleanLiteral) and not stream.literal_value
+    if not never and g.dtype == types.float64 and len(group.types) >= _STREAM_MIN_AGENTS:
+        return lambda g, group, stream, tiled: tiled
+    return lambda g, group, stream, tiled: None
 
 
 @_jit
