@@ -19,18 +19,56 @@ than the caches (``_config.STREAM_STORE_BYTES``). They are also weakly ordered: 
 calls :func:`fence` after its last streaming store, before the caller may read them.
 """
 
+import ctypes
+import mmap
+
 import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-__all__ = ["fence", "line_states", "states_to_line", "store", "store_lines"]
+__all__ = ["fence", "in_memory", "line_states", "states_to_line", "store", "store_lines"]
 
 #: Bytes of one cache line: each streaming store writes one whole line.
 LINE_BYTES = 64
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+def in_memory(array):
+    """Whether the pages that hold ``array``'s first and last bytes are in memory (asked
+    with ``mincore``; True where the C library has none, or for an empty array).
+
+    Streaming pays only into memory already in place. The first store into a page never
+    touched faults it in, and the kernel zeroes the page through the cache, where an
+    ordinary store then finds its lines and a streaming store must evict them: into a new
+    g (N = 8, S = 1e7 float64, 2 cores) streaming took 104-112 ms against about 80 ms.
+    """
+    if _MINCORE is None or array.nbytes == 0:
+        return True
+    status = ctypes.c_ubyte()
+    for address in (array.ctypes.data, array.ctypes.data + array.nbytes - 1):
+        page = address - address % mmap.PAGESIZE
+        if _MINCORE(page, mmap.PAGESIZE, ctypes.byref(status)) != 0:
+            return True  # not a mapping mincore knows: no reason to hold back
+        if not status.value & 1:
+            return False
+    return True
+
+
+def _mincore():
+    """The C library's ``mincore``, or None."""
+    try:
+        function = ctypes.CDLL(None).mincore
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    function.restype = ctypes.c_int
+    return function
+
+
+_MINCORE = _mincore()
 
 
 @_jit

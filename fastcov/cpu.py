@@ -184,11 +184,12 @@ def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
 
 def _streams(g):
     """Whether the sweep writes g with streaming stores (``_stream``): where g is larger
-    than the caches, in the two cases where it was measured to pay (bench/RESULTS.md): a
-    float32 g of more than 8 agents, rounded out of its float64 block, and a float64 g of
-    at least _STREAM_MIN_AGENTS (and at most 8), computed a tile at a time.
+    than the caches and already in memory, in the two cases where it was measured to pay
+    (bench/RESULTS.md): a float32 g of more than 8 agents, rounded out of its float64
+    block, and a float64 g of at least _STREAM_MIN_AGENTS (and at most 8), computed a
+    tile at a time.
     """
-    if g.nbytes < _config.STREAM_STORE_BYTES:
+    if g.nbytes < _config.STREAM_STORE_BYTES or not _stream.in_memory(g):
         return False
     n_agents = g.shape[0]
     if n_agents > _GROUP:

@@ -1,5 +1,7 @@
 """Streaming stores: every element lands, rounded once, whatever the output's alignment."""
 
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -104,3 +106,12 @@ def test_tiled_and_streamed_gradient_is_the_straight_one(monkeypatch, n_states):
         assert same is out and streamed_value == value
         np.testing.assert_array_equal(out, g)
         assert (memory[:8] == -7.0).all() and (memory[-8:] == -7.0).all()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="asks Linux's mincore")
+def test_in_memory_tells_new_pages_from_written_ones():
+    fresh = np.empty(8 << 20)  # 64 MiB: mapped for it alone, and not yet touched
+    assert not _stream.in_memory(fresh)
+    fresh[:] = 1.0
+    assert _stream.in_memory(fresh)
+    assert _stream.in_memory(np.empty(0))
