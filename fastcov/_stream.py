@@ -57,20 +57,6 @@ def in_memory(array):
     return True
 
 
-def _mincore():
-    """The C library's ``mincore``, or None."""
-    try:
-        function = ctypes.CDLL(None).mincore
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    function.restype = ctypes.c_int
-    return function
-
-
-_MINCORE = _mincore()
-
-
 @_jit
 def store(values, out):
     """out[:] = values with streaming stores (out's dtype, rounded once where float32).
@@ -190,3 +176,17 @@ def _element_pointer(context, builder, types_, values):
     (array_type, index_type), (array, index) = types_, values
     data = context.make_array(array_type)(context, builder, array).data
     return builder.gep(data, [context.cast(builder, index, index_type, types.intp)])
+
+
+def _mincore():
+    """The C library's ``mincore``, or None."""
+    try:
+        function = ctypes.CDLL(None).mincore
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    function.restype = ctypes.c_int
+    return function
+
+
+_MINCORE = _mincore()
