@@ -189,12 +189,14 @@ def _streams(g):
     block, and a float64 g of at least _STREAM_MIN_AGENTS (and at most 8), computed a
     tile at a time.
     """
-    if g.nbytes < _config.STREAM_STORE_BYTES or not _stream.in_memory(g):
+    if g.nbytes < _config.STREAM_STORE_BYTES:
         return False
     n_agents = g.shape[0]
     if n_agents > _GROUP:
-        return g.dtype == np.float32
-    return g.dtype == np.float64 and n_agents >= _STREAM_MIN_AGENTS
+        pays = g.dtype == np.float32
+    else:
+        pays = g.dtype == np.float64 and n_agents >= _STREAM_MIN_AGENTS
+    return pays and _stream.in_memory(g)  # mincore's two system calls only where it may pay
 
 
 def _partitioned(kernel, serial, mu, *args):
