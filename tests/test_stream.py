@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastcov
-from fastcov import _config, _stream
+from fastcov import _config, _stream, cpu
 
 
 @numba.njit
@@ -102,6 +102,7 @@ def test_tiled_and_streamed_gradient_is_the_straight_one(monkeypatch, n_states):
         memory = _line_aligned((n_agents * n_states + 16,), np.float64, offset)
         memory[:] = -7.0
         out = memory[8:-8].reshape(mu.shape)
+        assert cpu._streams(out)  # the path under test is taken, not silently skipped
         streamed_value, same = fastcov.value_and_grad(mu, backend="cpu", out=out)
         assert same is out and streamed_value == value
         np.testing.assert_array_equal(out, g)
