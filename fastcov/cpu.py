@@ -84,6 +84,12 @@ _STREAM_TILE_STATES = 64
 #: N. Only these kernels compile the tiled loop (:func:`_tiles`).
 _STREAM_MIN_AGENTS = 7
 
+#: dmu's parameters from which the policy gradient's contraction with g runs along them
+#: (:func:`_contract_along_parameters`) rather than along the states. policy_gradient,
+#: N = 8 float64 on 2 cores, along the states against along the parameters (ms): S = 5e5
+#: P = 4 13.4 / 22.7, P = 7 20.0 / 28.6, P = 8 22.3 / 23.0; S = 2e5 P = 16 19.8 / 12.3.
+_CONTRACT_ALONG_PARAMETERS = 8
+
 
 def coverage(mu, out, check):
     """Write mu(s) into ``out`` (S,)."""
@@ -387,13 +393,19 @@ def _policy_gradient_blocks(mu, dmu, eps, check, group, block, first, last, part
     """
     n_agents, n_states = mu.shape
     work, g, padded = _scratch(mu, block, _WRITE_GRADIENT, True)
+    along_states = dmu.shape[2] < _CONTRACT_ALONG_PARAMETERS
     bad_mu = bad_dmu = 0
     for b in range(first, last):
         s0, s1 = b * block, min((b + 1) * block, n_states)
         n = s1 - s0
         bad_mu += _gradient(mu, s0, s1, eps, work, g, 0, g, padded, group, False)[1]
         for i in range(n_agents):
-            bad_dmu += _contract(g[i, :n], dmu[i, s0:s1], check, partials[i])
+            # One of two loops, chosen here: with the choice inside one function, the
+            # loop along the parameters ran 25 % slower (P = 16).
+            if along_states:
+                bad_dmu += _contract_along_states(g[i, :n], dmu[i, s0:s1], check, partials[i])
+            else:
+                bad_dmu += _contract_along_parameters(g[i, :n], dmu[i, s0:s1], check, partials[i])
     return bad_mu, bad_dmu
 
 
@@ -742,8 +754,10 @@ def _store(values, out):
 
 
 @_jit
-def _contract(g, dmu, check, acc):
-    """acc[p] += sum_s g[s] dmu[s, p]; return the count of non-finite dmu entries."""
+def _contract_along_parameters(g, dmu, check, acc):
+    """acc[p] += sum_s g[s] dmu[s, p], state by state, each a loop along dmu's row;
+    return the count of non-finite dmu entries (0 unless ``check``).
+    """
     bad = 0
     for s in range(g.size):
         for p in range(acc.size):
@@ -751,4 +765,22 @@ def _contract(g, dmu, check, acc):
             if check:
                 bad += not math.isfinite(x)
             acc[p] += g[s] * x
+    return bad
+
+
+@_sum_jit
+def _contract_along_states(g, dmu, check, acc):
+    """:func:`_contract_along_parameters` one parameter at a time: a reduction over the
+    block's states (dmu's column read from cache) in several partial sums, reassociated.
+    Along the parameters, each state's few updates of ``acc`` wait on the last state's.
+    """
+    bad = 0
+    for p in range(acc.size):
+        total = 0.0
+        for s in range(g.size):
+            x = np.float64(dmu[s, p])
+            if check:
+                bad += not math.isfinite(x)
+            total += g[s] * x
+        acc[p] += total
     return bad

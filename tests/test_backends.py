@@ -1,6 +1,7 @@
 """The CPU kernels against the NumPy reference, including hypothesis property tests."""
 
 import importlib
+import math
 import pathlib
 import shutil
 import sys
@@ -14,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 from tolerance import assert_close
 
 import fastcov
+from fastcov import cpu
 
 probability = st.one_of(
     st.floats(0.0, 1.0, allow_subnormal=True),
@@ -89,6 +91,32 @@ def test_many_chunks_policy_gradient_matches_reference():
     a = fastcov.policy_gradient(mu, dmu, eps=1e-9, backend="cpu")
     b = fastcov.policy_gradient(mu, dmu, eps=1e-9, backend="numpy")
     np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-9 * np.abs(b).max())
+
+
+_ALONG_PARAMETERS = cpu._CONTRACT_ALONG_PARAMETERS
+
+
+@pytest.mark.parametrize(
+    "n_params", [1, _ALONG_PARAMETERS - 1, _ALONG_PARAMETERS, _ALONG_PARAMETERS + 5]
+)
+def test_policy_gradient_matches_exact_sums_along_either_axis(n_params, dtype):
+    # Fewer parameters than _ALONG_PARAMETERS are contracted along the states, more along
+    # the parameters: each against sums of the reference's g dmu terms taken exactly,
+    # over several blocks of states and an agent group padded to 8.
+    rng = np.random.default_rng(n_params)
+    n_agents, n_states = 11, 10_007
+    mu = hard_inputs(n_agents, n_states, seed=n_params, dtype=dtype)
+    dmu = rng.standard_normal((n_agents, n_states, n_params)).astype(dtype)
+    result = fastcov.policy_gradient(mu, dmu, eps=1e-9, backend="cpu")
+    g = fastcov.grad(mu.astype(np.float64), 1e-9, backend="numpy")
+    terms = g[:, :, None] * dmu.astype(np.float64)
+    exact = np.array(
+        [[math.fsum(terms[i, :, p].tolist()) for p in range(n_params)] for i in range(n_agents)]
+    )
+    # Summed in float64 in any order, then rounded once to the output's dtype.
+    bound = 1e-13 * np.abs(terms).sum(axis=1) + np.finfo(dtype).eps / 2 * np.abs(exact)
+    assert result.dtype == dtype
+    assert np.all(np.abs(result - exact) <= bound)
 
 
 def test_a_renamed_copy_of_the_package_runs_its_own_backends(tmp_path, monkeypatch):

@@ -80,12 +80,14 @@ def test_one_chunk_on_this_thread_is_the_parallel_kernels(n_agents, what, dtype)
         _assert_bit_identical(*results)
         assert parallel[1] == 1
     else:
-        dmu = rng.standard_normal((n_agents, n_states, 2))
-        dmu[0, 5, 1] = np.nan
-        parallel = cpu._policy_gradient_kernel(mu, dmu, 1e-9, True, group, block, 1)
-        serial = cpu._policy_gradient_on_this_thread(mu, dmu, 1e-9, True, group, block, 1)
-        _assert_bit_identical(parallel, serial)
-        assert parallel[1:] == (1, 1)
+        # contracted along the states, and along the parameters
+        for n_params in (2, cpu._CONTRACT_ALONG_PARAMETERS + 1):
+            dmu = rng.standard_normal((n_agents, n_states, n_params))
+            dmu[0, 5, 1] = np.nan
+            parallel = cpu._policy_gradient_kernel(mu, dmu, 1e-9, True, group, block, 1)
+            serial = cpu._policy_gradient_on_this_thread(mu, dmu, 1e-9, True, group, block, 1)
+            _assert_bit_identical(parallel, serial)
+            assert parallel[1:] == (1, 1)
 
 
 def test_entropy_sum_at_ten_million_states_matches_fsum():
