@@ -11,9 +11,9 @@ Host rows are compared with the host's copy and the naive NumPy formula, device 
 a device-to-device copy and ``torch.compile`` of the objective (SPEC section 4).
 
 Usage (from a checkout): ``python -m bench`` for the full report (N in {2, 8, 32}, S in
-{1e3, 1e5, 1e7}, float64 and float32, then compile latency, per-call time, peak memory and
-thread scaling), ``--quick`` for about a minute, ``--sizes 8x1e7,2x1e5``, ``--dtype
-float32``, ``--impl fastcov-cpu-out,naive``. Writes ``--json`` (default
+{1e3, 1e5, 1e7}, float64 and float32, then compile latency, per-call time, peak memory,
+thread scaling and the policy gradient), ``--quick`` for about a minute, ``--sizes
+8x1e7,2x1e5``, ``--dtype float32``, ``--impl fastcov-cpu-out,naive``. Writes ``--json`` (default
 bench-results.json) and, with matplotlib, ``--plot`` (default bench-results.png).
 """
 
@@ -147,7 +147,20 @@ def _side_measurements(repeat):
     one = threads[1]
     for count, seconds in threads.items():
         print(f"{count} thread(s){'':18} {seconds * 1e3:8.1f} ms   x{one / seconds:.2f}")
+    print(
+        "# policy_gradient, N = 8, S = 1e6, float64: fastcov cpu, a parallel read of mu and "
+        "dmu, fastcov grad + NumPy einsum (timed in turn)"
+    )
+    policy = measure.policy_gradient(8, 10**6, (1, 3, 16), repeat)
+    for n_params, times in policy.items():
+        fastest = times["fastcov"]
+        print(
+            f"P = {n_params:<3}{'':20} {fastest * 1e3:8.1f} ms   read {times['read'] * 1e3:.1f} ms "
+            f"(x{times['read'] / fastest:.2f}), grad + einsum "
+            f"{times['grad + einsum'] * 1e3:.1f} ms (x{times['grad + einsum'] / fastest:.1f})"
+        )
     return {
+        "policy_gradient s": {str(k): v for k, v in policy.items()},
         "compile latency s": latency,
         "per call us": calls,
         "peak memory MiB": memory,

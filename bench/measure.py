@@ -1,4 +1,6 @@
-"""Timing and the side measurements: compile latency, per-call overhead, peak memory, threads."""
+"""Timing and the side measurements: compile latency, per-call overhead, peak memory, threads
+and the policy gradient.
+"""
 
 import json
 import os
@@ -12,6 +14,7 @@ import numba
 import numpy as np
 
 import fastcov
+from bench import implementations
 
 
 def median_seconds(run, repeat, min_seconds=0.02):
@@ -130,6 +133,31 @@ def thread_scaling(mu, repeat):
     finally:
         numba.set_num_threads(threads)
     return result
+
+
+def policy_gradient(n_agents, n_states, parameter_counts, repeat):
+    """Median seconds of fastcov cpu ``policy_gradient`` (check on, ``out=``) for each P
+    of ``parameter_counts``, float64, each timed in turn with its floor, a parallel read
+    of mu and dmu (it reads each once and writes N x P numbers), and with the way that
+    materialises g (fastcov's ``grad``, then NumPy's ``einsum``).
+
+    Returns {P: {"fastcov": s, "read": s, "grad + einsum": s}}.
+    """
+    rng = np.random.default_rng(0)
+    mu = rng.random((n_agents, n_states))
+    return {p: _policy_gradient_times(mu, p, rng, repeat) for p in parameter_counts}
+
+
+def _policy_gradient_times(mu, n_params, rng, repeat):
+    dmu = rng.standard_normal((*mu.shape, n_params))  # freed on return: up to 1 GB
+    out = np.empty((mu.shape[0], n_params))
+    reads = [implementations.build("read", array) for array in (mu, dmu)]
+    runs = {
+        "fastcov": lambda: fastcov.policy_gradient(mu, dmu, out=out, backend="cpu"),
+        "read": lambda: [read() for read in reads],
+        "grad + einsum": lambda: np.einsum("is,isp->ip", fastcov.grad(mu), dmu),
+    }
+    return dict(zip(runs, interleaved_medians(list(runs.values()), repeat), strict=True))
 
 
 def _python(code, env, args=()):

@@ -52,3 +52,11 @@ def test_sizes_are_parsed_or_refused_with_the_form_they_take():
     for bad in ["8x", "axb", "0x10", "8x0", "8x1.5", "8xinf", "8xnan", "8", "8x1e7,"]:
         with pytest.raises(argparse.ArgumentTypeError, match=f"got {bad.split(',')[-1]!r}"):
             report._sizes(bad)
+
+
+def test_policy_gradient_is_timed_beside_its_floor_and_the_materialising_way():
+    times = measure.policy_gradient(3, 5000, (1, 9), 2)
+    assert list(times) == [1, 9]
+    for row in times.values():
+        assert list(row) == ["fastcov", "read", "grad + einsum"]
+        assert all(np.isfinite(t) and t > 0 for t in row.values())
