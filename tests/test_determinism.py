@@ -161,13 +161,16 @@ print(numba.threading_layer(), len(wrong), any(wrong))
 def test_a_kernel_from_the_disk_cache_runs_the_standalone_loop_with_the_same_bits(tmp_path):
     # The sweep loaded from the disk cache would run its own copy of the gradient's loop;
     # fastcov loads the standalone loop first (cpu._bind_hot_loop), as a process that
-    # compiles the sweep does. Both processes must give the same bits.
+    # compiles the sweep does. Both processes must give the same bits, and so must the
+    # policy gradient, whose contraction along the states is a reassociated sum.
     script = """
 import hashlib, numpy as np, fastcov
 from fastcov import cpu
 mu = np.random.default_rng(7).random((2, 3000))  # one block: the serial driver, quick to compile
 J, g = fastcov.value_and_grad(mu)
-print(J.hex(), hashlib.sha256(g.tobytes()).hexdigest(), len(cpu._one_group.overloads))
+pg = fastcov.policy_gradient(mu, np.random.default_rng(8).standard_normal((2, 3000, 3)))
+print(J.hex(), hashlib.sha256(g.tobytes()).hexdigest(), len(cpu._one_group.overloads),
+      hashlib.sha256(pg.tobytes()).hexdigest())
 """
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     runs = [
