@@ -26,7 +26,8 @@ With N <= 8 (one group) the three steps are one loop over the block's states: ea
 value is read from memory once, the prefix products wait in registers (``_stack``)
 and each g value is written once, in g's dtype (a float64 g larger than the caches, of
 _STREAM_MIN_AGENTS agents or more, 64 states at a time into a tile on the
-stack, streamed from there into g: ``_stream``). More agents chain the groups through
+stack, streamed from there into g: ``_stream``); mu(s), c(s) and J alone take steps 1
+and 2 in one loop, with no prefix products kept. More agents chain the groups through
 float64 rows m, q and r; their prefix products wait in g's own place, so a float32 g is
 computed in a float64 block and rounded into g once (with streaming stores, ``_stream``,
 where g is larger than the caches), and mu is read twice (the second time from cache).
@@ -275,19 +276,19 @@ def _padded_agents(mu):
 
 
 @_jit
-def _scratch(mu, block, what, g_in_block):
-    """A chunk's scratch for a sweep that writes ``what``: float64 rows (m, q, log_m or the
-    J terms, r), a float64 g block with a row per agent, padding agents included, and the
-    padded last group of mu (no rows when the groups are whole). No wider than S: small
-    calls then stay clear of the allocator's page-mapping sizes.
+def _scratch(mu, block, g_in_block):
+    """A chunk's scratch: float64 rows (m, q, log_m or the J terms, r), a float64 g block
+    with a row per agent, padding agents included, and the padded last group of mu (no
+    rows when the groups are whole). No wider than S: small calls then stay clear of the
+    allocator's page-mapping sizes.
 
-    The gradient of N <= 8 agents is one group of N, which needs no padding, nor a g block
-    unless g itself is computed there (``g_in_block``: the policy gradient) rather than
-    straight into the caller's g.
+    N <= 8 agents are one group of N, which needs no padding, nor a g block unless g
+    itself is computed there (``g_in_block``: the policy gradient) rather than straight
+    into the caller's g, or not at all (the sweeps of mu(s), c(s) and J alone).
     """
     width = min(block, mu.shape[1])
     n_agents = mu.shape[0]
-    one_group = what == _WRITE_GRADIENT and n_agents <= _GROUP
+    one_group = n_agents <= _GROUP
     if not one_group:
         g_rows = _padded_agents(mu)
     else:
@@ -341,7 +342,7 @@ def _sweep_blocks(mu, eps, what, states_out, grad_out, stream, group, block, fir
     J partials into ``partials``; returns their count of states with a value outside [0, 1].
     """
     n_states = mu.shape[1]
-    work, g_block, padded = _scratch(mu, block, what, False)
+    work, g_block, padded = _scratch(mu, block, False)
     bad = 0
     for b in range(first, last):
         s0, s1 = b * block, min((b + 1) * block, n_states)
@@ -351,7 +352,7 @@ def _sweep_blocks(mu, eps, what, states_out, grad_out, stream, group, block, fir
             )
         else:
             partials[b], block_bad = _states(
-                mu, s0, s1, eps, what, work, g_block, padded, states_out
+                mu, s0, s1, eps, what, work, g_block, padded, group, states_out
             )
         bad += block_bad
     return bad
@@ -392,7 +393,7 @@ def _policy_gradient_blocks(mu, dmu, eps, check, group, block, first, last, part
     in dmu.
     """
     n_agents, n_states = mu.shape
-    work, g, padded = _scratch(mu, block, _WRITE_GRADIENT, True)
+    work, g, padded = _scratch(mu, block, True)
     along_states = dmu.shape[2] < _CONTRACT_ALONG_PARAMETERS
     bad_mu = bad_dmu = 0
     for b in range(first, last):
@@ -477,12 +478,21 @@ def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
 
 
 @_jit
-def _states(mu, s0, s1, eps, what, work, g_block, padded, out):
-    """Write ``what`` (mu(s) or c(s)) into out[s0:s1]; return (the block's J, bad count)."""
+def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out):
+    """Write ``what`` (mu(s) or c(s)) into out[s0:s1]; return (the block's J, bad count).
+
+    N <= 8 agents (``group``, as for :func:`_gradient`) take one loop over the states
+    (:func:`_one_group_states`); more take steps 1 and 2 of the module docstring one
+    after the other, keeping the prefix products the gradient would need.
+    """
     n = s1 - s0
-    bad = _forward(mu, s0, s1, work, g_block, 0, g_block, padded)
     m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
-    block_entropy = _log_coverage(m, q, log_m)
+    if mu.shape[0] <= _GROUP:
+        bad = _one_group_states(mu, np.uint64(s0), m, q, log_m, group)
+        block_entropy = _entropy_sum(m, log_m)
+    else:
+        bad = _forward(mu, s0, s1, work, g_block, 0, g_block, padded)
+        block_entropy = _log_coverage(m, q, log_m)
     if what == _WRITE_COVERAGE:
         _store(m, out[s0:s1])
     elif what == _WRITE_WEIGHTS:
@@ -510,6 +520,30 @@ def _forward(mu, s0, s1, work, prefix, prefix_s0, prefix_block, padded):
                 src, src_s0 + state, dst, dst_s0 + state, q[s], m[s], _GROUP
             )
             bad += state_bad
+    return bad
+
+
+@_jit
+def _one_group_states(src, src_s0, m, q, log_m, group):
+    """Steps 1 and 2 for one group of ``len(group)`` (a compile-time constant) agents, one
+    state at a time, into the rows m, q and log_m; return the count of states with a
+    value outside [0, 1].
+
+    The bits of :func:`_forward` and :func:`_log_coverage` (a group padded with agents
+    at 0 changes nothing exactly), in one loop whose prefix products, never read, cost
+    nothing: N = 8 float64, S = 1e7, 2 cores, entropy 35 -> 28 ms (N = 4 35 -> 19 ms).
+    """
+    _vmath.prefer_wide_vectors()
+    prefix = _stack.column(group)
+    first = np.uint64(0)
+    bad = 0
+    for s in range(m.size):
+        state_q, state_m, state_bad = _forward_state(
+            src, src_s0 + np.uint64(s), prefix, first, 1.0, 0.0, len(group)
+        )
+        bad += state_bad
+        m[s], q[s] = state_m, state_q
+        log_m[s] = _log_mu(state_m, state_q)
     return bad
 
 

@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from tolerance import assert_close
 
 import fastcov
-from fastcov import cpu
+from fastcov import _config, cpu
 
 probability = st.one_of(
     st.floats(0.0, 1.0, allow_subnormal=True),
@@ -91,6 +91,20 @@ def test_many_chunks_policy_gradient_matches_reference():
     a = fastcov.policy_gradient(mu, dmu, eps=1e-9, backend="cpu")
     b = fastcov.policy_gradient(mu, dmu, eps=1e-9, backend="numpy")
     np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-9 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("n_agents", range(1, cpu._GROUP + 1))
+def test_agents_at_zero_change_no_bit(n_agents, dtype):
+    # Up to 8 agents, mu(s), c(s) and J are one loop over the states; with 8 more agents
+    # at 0 the same states go through groups of 8, which must give the same bits (a factor
+    # 1 - 0 = 1, a term 0 q = 0). J compared on one block: more agents make smaller ones.
+    mu = hard_inputs(n_agents, 70_001, seed=n_agents, dtype=dtype)
+    more = np.concatenate([mu, np.zeros((cpu._GROUP, mu.shape[1]), dtype)])
+    for function in (fastcov.coverage, fastcov.state_weights):
+        a, b = function(mu, backend="cpu"), function(more, backend="cpu")
+        assert a.tobytes() == b.tobytes()
+    a, b = mu[:, : _config.MIN_BLOCK_STATES], more[:, : _config.MIN_BLOCK_STATES]
+    assert fastcov.entropy(a, backend="cpu") == fastcov.entropy(b, backend="cpu")
 
 
 _ALONG_PARAMETERS = cpu._CONTRACT_ALONG_PARAMETERS
