@@ -12,9 +12,10 @@ a device-to-device copy and ``torch.compile`` of the objective (SPEC section 4).
 
 Usage (from a checkout): ``python -m bench`` for the full report (N in {2, 8, 32}, S in
 {1e3, 1e5, 1e7}, float64 and float32, then compile latency, per-call time, peak memory,
-thread scaling and the policy gradient), ``--quick`` for about a minute, ``--sizes
-8x1e7,2x1e5``, ``--dtype float32``, ``--impl fastcov-cpu-out,naive``. Writes ``--json`` (default
-bench-results.json) and, with matplotlib, ``--plot`` (default bench-results.png).
+thread scaling and the policy gradient), ``--quick`` for about a minute,
+``--sizes 8x1e7,2x1e5``, ``--dtype float32``, ``--impl fastcov-cpu-out,naive``. Writes
+``--json`` (default bench-results.json) and, with matplotlib, ``--plot`` (default
+bench-results.png).
 """
 
 import argparse
