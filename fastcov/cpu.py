@@ -170,7 +170,7 @@ def _bind_hot_loop(mu_dtype, g_dtype, n_agents, streams):
     if n_agents <= _GROUP:
         mu, g = np.empty((n_agents, 0), mu_dtype), np.empty((n_agents, 0), g_dtype)
         first, group = np.uint64(0), partition(n_agents)[0]
-        tiled = streams and g_dtype == np.float64 and n_agents >= _STREAM_MIN_AGENTS
+        tiled = streams and _tiles_pay(g_dtype, n_agents)
         for streamed in (None, True) if tiled else (None,):
             _one_group(mu, first, g, first, np.empty(0), 0.0, -np.inf, group, streamed)
 
@@ -199,11 +199,15 @@ def _streams(g):
     if g.nbytes < _config.STREAM_STORE_BYTES:
         return False
     n_agents = g.shape[0]
-    if n_agents > _GROUP:
-        pays = g.dtype == np.float32
-    else:
-        pays = g.dtype == np.float64 and n_agents >= _STREAM_MIN_AGENTS
+    pays = g.dtype == np.float32 if n_agents > _GROUP else _tiles_pay(g.dtype, n_agents)
     return pays and _stream.in_memory(g)  # mincore's two system calls only where it may pay
+
+
+def _tiles_pay(g_dtype, n_agents):
+    """Whether a g of N <= 8 agents pays to be computed a tile at a time and streamed
+    (the measurements at _STREAM_MIN_AGENTS): float64, _STREAM_MIN_AGENTS agents or more.
+    """
+    return np.dtype(g_dtype) == np.float64 and _STREAM_MIN_AGENTS <= n_agents <= _GROUP
 
 
 def _partitioned(kernel, serial, mu, *args):
@@ -634,7 +638,7 @@ def _tiles(g, group, stream, tiled):
 @overload(_tiles, jit_options={"cache": True, "nogil": True}, prefer_literal=True)
 def _tiles_typed(g, group, stream, tiled):
     never = isinstance(stream, types.BooleanLiteral) and not stream.literal_value
-    if not never and g.dtype == types.float64 and len(group.types) >= _STREAM_MIN_AGENTS:
+    if not never and _tiles_pay(str(g.dtype), len(group.types)):
         return lambda g, group, stream, tiled: tiled
     return lambda g, group, stream, tiled: None
 
