@@ -69,7 +69,7 @@ def store(values, out):
     n = values.size
     per_line = LINE_BYTES // out.itemsize
     aligned = out.ctypes.data % out.itemsize == 0
-    head = min(n, (-out.ctypes.data % LINE_BYTES) // out.itemsize) if aligned else n
+    head = min(n, states_to_line(out, 0)) if aligned else n
     for k in range(head):
         out[k] = values[k]
     tail = head + (n - head) // per_line * per_line
@@ -94,7 +94,8 @@ def line_states(rows):
 @_jit
 def states_to_line(rows, column):
     """States from ``column`` to the first line boundary at or after it in the rows of a
-    :func:`line_states` array (0 to one line less one).
+    :func:`line_states` array, or in a 1-D array aligned to its items (0 to one line less
+    one).
     """
     offset = (rows.ctypes.data + column * rows.itemsize) % LINE_BYTES
     return (LINE_BYTES - offset) % LINE_BYTES // rows.itemsize
