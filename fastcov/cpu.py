@@ -53,7 +53,7 @@ import numpy as np
 from numba.core import types
 from numba.extending import overload
 
-from . import _config, _stack, _stream, _vmath
+from . import _config, _interleave, _stack, _stream, _vmath
 from ._errors import InvalidValues
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -84,12 +84,6 @@ _STREAM_TILE_STATES = 64
 #: N = 4 -2 to +10 %, N = 2, 3 +2 to +10 %, N = 1 +30 %; a float32 g was no faster at any
 #: N. Only these kernels compile the tiled loop (:func:`_tiles`).
 _STREAM_MIN_AGENTS = 7
-
-#: dmu's parameters from which the policy gradient's contraction with g runs along them
-#: (:func:`_contract_along_parameters`) rather than along the states. policy_gradient,
-#: N = 8 float64 on 2 cores, along the states against along the parameters (ms): S = 5e5
-#: P = 4 13.4 / 22.7, P = 7 20.0 / 28.6, P = 8 22.3 / 23.0; S = 2e5 P = 16 19.8 / 12.3.
-_CONTRACT_ALONG_PARAMETERS = 8
 
 
 def coverage(mu, out, check):
@@ -398,17 +392,17 @@ def _policy_gradient_blocks(mu, dmu, eps, check, group, block, first, last, part
     """
     n_agents, n_states = mu.shape
     work, g, padded = _scratch(mu, block, True)
-    along_states = dmu.shape[2] < _CONTRACT_ALONG_PARAMETERS
+    n_parameters = dmu.shape[2]
+    interleaved = n_parameters <= _interleave.MAX_PARAMETERS
+    lanes = np.empty((n_parameters if interleaved else 0, _interleave.LANES))
     bad_mu = bad_dmu = 0
     for b in range(first, last):
         s0, s1 = b * block, min((b + 1) * block, n_states)
         n = s1 - s0
         bad_mu += _gradient(mu, s0, s1, eps, work, g, 0, g, padded, group, False)[1]
         for i in range(n_agents):
-            # One of two loops, chosen here: with the choice inside one function, the
-            # loop along the parameters ran 25 % slower (P = 16).
-            if along_states:
-                bad_dmu += _contract_along_states(g[i, :n], dmu[i, s0:s1], check, partials[i])
+            if interleaved:
+                bad_dmu += _contract_interleaved(g[i, :n], dmu[i, s0:s1], check, lanes, partials[i])
             else:
                 bad_dmu += _contract_along_parameters(g[i, :n], dmu[i, s0:s1], check, partials[i])
     return bad_mu, bad_dmu
@@ -806,19 +800,30 @@ def _contract_along_parameters(g, dmu, check, acc):
     return bad
 
 
-@_sum_jit
-def _contract_along_states(g, dmu, check, acc):
-    """:func:`_contract_along_parameters` one parameter at a time: a reduction over the
-    block's states (dmu's column read from cache) in several partial sums, reassociated.
-    Along the parameters, each state's few updates of ``acc`` wait on the last state's.
+@_jit
+def _contract_interleaved(g, dmu, check, lanes, acc):
+    """:func:`_contract_along_parameters` for P <= _interleave.MAX_PARAMETERS: whole steps
+    of 8 states as SIMD operations (:func:`_interleave.accumulate`, whose lanes are added
+    into ``acc`` in a fixed order), the last n % 8 states one by one. dmu is checked only
+    where a lane is not finite, which one bad entry makes sure of.
     """
+    n_parameters = acc.size
+    _interleave.accumulate(g, dmu, lanes)
+    finite = True
+    for j in range(n_parameters):
+        for lane in range(_interleave.LANES):
+            finite &= math.isfinite(lanes[j, lane])
+            acc[(_interleave.LANES * j + lane) % n_parameters] += lanes[j, lane]
+    stepped = g.size // _interleave.LANES * _interleave.LANES
     bad = 0
-    for p in range(acc.size):
-        total = 0.0
-        for s in range(g.size):
-            x = np.float64(dmu[s, p])
-            if check:
-                bad += not math.isfinite(x)
-            total += g[s] * x
-        acc[p] += total
+    if check and not finite:
+        bad = _count_not_finite(dmu[:stepped])
+    return bad + _contract_along_parameters(g[stepped:], dmu[stepped:], check, acc)
+
+
+@_jit
+def _count_not_finite(values):
+    bad = 0
+    for x in values.ravel():
+        bad += not math.isfinite(x)
     return bad

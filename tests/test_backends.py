@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from tolerance import assert_close
 
 import fastcov
-from fastcov import _config, cpu
+from fastcov import _config, _interleave, cpu
 
 probability = st.one_of(
     st.floats(0.0, 1.0, allow_subnormal=True),
@@ -107,18 +107,17 @@ def test_agents_at_zero_change_no_bit(n_agents, dtype):
     assert fastcov.entropy(a, backend="cpu") == fastcov.entropy(b, backend="cpu")
 
 
-_ALONG_PARAMETERS = cpu._CONTRACT_ALONG_PARAMETERS
+_INTERLEAVED = _interleave.MAX_PARAMETERS
 
 
-@pytest.mark.parametrize(
-    "n_params", [1, _ALONG_PARAMETERS - 1, _ALONG_PARAMETERS, _ALONG_PARAMETERS + 5]
-)
-def test_policy_gradient_matches_exact_sums_along_either_axis(n_params, dtype):
-    # Fewer parameters than _ALONG_PARAMETERS are contracted along the states, more along
-    # the parameters: each against sums of the reference's g dmu terms taken exactly,
-    # over several blocks of states and an agent group padded to 8.
+@pytest.mark.parametrize("n_params", [*range(1, _INTERLEAVED + 2), _INTERLEAVED + 5])
+def test_policy_gradient_matches_exact_sums_for_every_parameter_count(n_params, dtype):
+    # Up to _INTERLEAVED parameters, each count has its own SIMD loop (and shuffles of
+    # g); more are contracted along the parameters. Each against sums of the reference's
+    # g dmu terms taken exactly, over several blocks of states, a last block that is not
+    # whole steps of 8 states, and an agent group padded to 8.
     rng = np.random.default_rng(n_params)
-    n_agents, n_states = 11, 10_007
+    n_agents, n_states = 11, 3 * cpu.partition(11)[1] + 13
     mu = hard_inputs(n_agents, n_states, seed=n_params, dtype=dtype)
     dmu = rng.standard_normal((n_agents, n_states, n_params)).astype(dtype)
     result = fastcov.policy_gradient(mu, dmu, eps=1e-9, backend="cpu")

@@ -58,7 +58,7 @@ def test_one_chunk_on_this_thread_is_the_parallel_kernels(n_agents, what, dtype)
     # parallel kernel's bits (several blocks, a padded group, bad values counted; a
     # float32 g written straight (N <= 8) or rounded from a float64 block, streamed and
     # not).
-    from fastcov import cpu
+    from fastcov import _interleave, cpu
 
     rng = np.random.default_rng(n_agents)
     group, block, _ = cpu.partition(n_agents)
@@ -80,8 +80,8 @@ def test_one_chunk_on_this_thread_is_the_parallel_kernels(n_agents, what, dtype)
         _assert_bit_identical(*results)
         assert parallel[1] == 1
     else:
-        # contracted along the states, and along the parameters
-        for n_params in (2, cpu._CONTRACT_ALONG_PARAMETERS + 1):
+        # contracted in SIMD steps of 8 states, and along the parameters
+        for n_params in (2, _interleave.MAX_PARAMETERS + 1):
             dmu = rng.standard_normal((n_agents, n_states, n_params))
             dmu[0, 5, 1] = np.nan
             parallel = cpu._policy_gradient_kernel(mu, dmu, 1e-9, True, group, block, 1)
@@ -162,7 +162,7 @@ def test_a_kernel_from_the_disk_cache_runs_the_standalone_loop_with_the_same_bit
     # The sweep loaded from the disk cache would run its own copy of the gradient's loop;
     # fastcov loads the standalone loop first (cpu._bind_hot_loop), as a process that
     # compiles the sweep does. Both processes must give the same bits, and so must the
-    # policy gradient, whose contraction along the states is a reassociated sum.
+    # policy gradient, whose contraction in SIMD steps adds its lanes in a fixed order.
     script = """
 import hashlib, numpy as np, fastcov
 from fastcov import cpu

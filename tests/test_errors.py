@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fastcov
+from fastcov import _interleave
 
 FUNCTIONS = [
     lambda mu, **kw: fastcov.coverage(mu, **kw),
@@ -63,14 +64,18 @@ def test_bad_value_in_a_later_agent_group_and_block(function, n_agents, dtype):
     function(mu, backend="cpu", check=False)  # skipped check: no exception
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-@pytest.mark.parametrize("n_params", [3, 9])  # the CPU contracts along either axis
-def test_bad_jacobian_names_its_position(backend, bad, n_params):
-    dmu = np.ones((2, 6, n_params))
-    dmu[1, 4, n_params - 1] = bad
-    with pytest.raises(ValueError, match=re.escape(f"dmu[1, 4, {n_params - 1}]")):
-        fastcov.policy_gradient(np.full((2, 6), 0.5), dmu, backend=backend)
-    fastcov.policy_gradient(np.full((2, 6), 0.5), dmu, backend=backend, check=False)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+# The CPU contracts up to _interleave.MAX_PARAMETERS parameters in SIMD steps of 8
+# states (where it looks for the bad entry only if a sum is not finite), more along them.
+@pytest.mark.parametrize("n_params", [1, 3, _interleave.MAX_PARAMETERS + 1])
+@pytest.mark.parametrize("state", [4, 2_053, 4_099])  # in the first step, a later one, after
+def test_bad_jacobian_names_its_position(backend, bad, n_params, state):
+    mu = np.full((2, 4_100), 0.5)
+    dmu = np.ones((2, 4_100, n_params))
+    dmu[1, state, n_params - 1] = bad
+    with pytest.raises(ValueError, match=re.escape(f"dmu[1, {state}, {n_params - 1}]")):
+        fastcov.policy_gradient(mu, dmu, backend=backend)
+    assert not np.isfinite(fastcov.policy_gradient(mu, dmu, backend=backend, check=False)[1, -1])
 
 
 @pytest.mark.parametrize(
