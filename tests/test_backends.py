@@ -132,6 +132,33 @@ def test_policy_gradient_matches_exact_sums_for_every_parameter_count(n_params, 
     assert np.all(np.abs(result - exact) <= bound)
 
 
+@settings(deadline=None, max_examples=80)
+@given(
+    n_states=st.integers(0, 45),
+    n_params=st.integers(1, _INTERLEAVED),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    n_bad=st.integers(0, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_contraction_in_steps_of_any_length(n_states, n_params, dtype, n_bad, seed):
+    # Fewer states than a step, whole steps and a tail: each sum added into what acc
+    # held, and the bad entries counted exactly (a sum that is not finite makes the
+    # steps count theirs; the tail counts its own).
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal(n_states)
+    dmu = rng.standard_normal((n_states, n_params)).astype(dtype)
+    bad = rng.choice(dmu.size, min(n_bad, dmu.size), replace=False)
+    dmu.reshape(-1)[bad] = rng.choice([np.nan, np.inf, -np.inf], bad.size)
+    acc = np.full(n_params, 0.5)
+    lanes = np.empty((n_params, _interleave.LANES))
+    assert cpu._contract_interleaved(g, dmu, True, lanes, acc) == bad.size
+    terms = g[:, np.newaxis] * dmu.astype(np.float64)
+    for p in np.flatnonzero(np.isfinite(terms).all(axis=0)):
+        exact = math.fsum([0.5, *terms[:, p].tolist()])
+        assert abs(acc[p] - exact) <= 1e-14 * (np.abs(terms[:, p]).sum() + 0.5)
+    assert not np.isfinite(acc[~np.isfinite(terms).all(axis=0)]).any()
+
+
 def test_a_renamed_copy_of_the_package_runs_its_own_backends(tmp_path, monkeypatch):
     # A vendored or side-by-side copy (as in an A/B timing) must not dispatch into the
     # installed fastcov's kernels: the backends are imported relative to the package.
