@@ -65,17 +65,29 @@ def test_bad_value_in_a_later_agent_group_and_block(function, n_agents, dtype):
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-# The CPU contracts up to _interleave.MAX_PARAMETERS parameters in SIMD steps of 8
-# states (where it looks for the bad entry only if a sum is not finite), more along them.
+def test_bad_jacobian_names_its_position(backend, bad):
+    dmu = np.ones((2, 6, 3))
+    dmu[1, 4, 2] = bad
+    with pytest.raises(ValueError, match=re.escape("dmu[1, 4, 2]")):
+        fastcov.policy_gradient(np.full((2, 6), 0.5), dmu, backend=backend)
+    result = fastcov.policy_gradient(np.full((2, 6), 0.5), dmu, backend=backend, check=False)
+    assert not np.isfinite(result[1, 2])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("n_params", [1, 3, _interleave.MAX_PARAMETERS + 1])
 @pytest.mark.parametrize("state", [4, 2_053, 4_099])  # in the first step, a later one, after
-def test_bad_jacobian_names_its_position(backend, bad, n_params, state):
+def test_bad_jacobian_inside_and_after_the_cpu_steps(bad, n_params, state):
+    # The CPU contracts up to _interleave.MAX_PARAMETERS parameters in SIMD steps of 8
+    # states, where it looks for the bad entry only if a sum is not finite; more, along
+    # the parameters.
     mu = np.full((2, 4_100), 0.5)
     dmu = np.ones((2, 4_100, n_params))
     dmu[1, state, n_params - 1] = bad
     with pytest.raises(ValueError, match=re.escape(f"dmu[1, {state}, {n_params - 1}]")):
-        fastcov.policy_gradient(mu, dmu, backend=backend)
-    assert not np.isfinite(fastcov.policy_gradient(mu, dmu, backend=backend, check=False)[1, -1])
+        fastcov.policy_gradient(mu, dmu, backend="cpu")
+    result = fastcov.policy_gradient(mu, dmu, backend="cpu", check=False)
+    assert not np.isfinite(result[1, -1])
 
 
 @pytest.mark.parametrize(
