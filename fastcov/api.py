@@ -245,6 +245,12 @@ def policy_gradient(mu, dmu, *, eps=0.0, out=None, backend="auto", check=True, s
         a NaN or infinity (the message names its position).
     TypeError
         Non-real or masked ``mu`` or ``dmu``; a ``check`` that is not a bool.
+
+    Notes
+    -----
+    On the CPU, up to 32 parameters per agent are summed 8 states at a time in SIMD
+    registers; with more, state by state, which keeps up less well with memory (N = 8,
+    S = 2e5 on 2 cores: P = 32 took 16-18 ms, P = 33 20-21 ms).
     """
     eps, check = _check_eps(eps), _check_flag(check)
     call = _Call(mu, backend, stream, jacobian=dmu)
