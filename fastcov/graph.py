@@ -48,6 +48,13 @@ class Graph:
     The arrays are the graph's own read-only copies, so what is derived from them (the
     edge sources, the connectivity check, the patrol solver's sparsity pattern) is
     computed once per graph; :func:`dataclasses.replace` makes a new graph.
+
+    Built directly (rather than by :meth:`from_edges` and the others), the arrays must
+    already be in this form, and are checked: indptr starts at 0, never decreases and ends
+    at n_edges; indices are integers in 0 .. n - 1, ascending and distinct within each
+    vertex's edges; labels has n entries; positions is finite, (n, 2); start is a vertex
+    index or None. Anything else raises ValueError or TypeError naming the first fault
+    (the compiled solvers do not check indices).
     """
 
     indptr: np.ndarray
@@ -58,12 +65,27 @@ class Graph:
     positions: np.ndarray | None = None
 
     def __post_init__(self):
-        for field in ("indptr", "indices", "labels", "positions"):
-            value = getattr(self, field)
-            if value is not None:
-                value = np.array(value)
+        indptr, indices = _csr_arrays(self.indptr, self.indices)
+        n = len(indptr) - 1
+        labels = _labels_array(self.labels, n)
+        positions = None if self.positions is None else _positions_array(self.positions, n)
+        start = self.start
+        if start is not None:
+            start = _checks.integer(start, "start")
+            if not 0 <= start < n:
+                raise ValueError(f"start vertex {start} is outside 0 .. {n - 1}")
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a str, not {type(self.name).__name__}")
+        for field, value in (
+            ("indptr", indptr),
+            ("indices", indices),
+            ("labels", labels),
+            ("positions", positions),
+            ("start", start),
+        ):
+            if isinstance(value, np.ndarray):
                 value.setflags(write=False)
-                object.__setattr__(self, field, value)
+            object.__setattr__(self, field, value)
 
     @classmethod
     def from_edges(
@@ -124,10 +146,6 @@ class Graph:
                 f"edge {bad[0]} = {tuple(edges[bad[0]].tolist())} has a vertex outside "
                 f"0 .. {n_vertices - 1}"
             )
-        if start is not None:
-            start = _checks.integer(start, "start")
-            if not 0 <= start < n_vertices:
-                raise ValueError(f"start vertex {start} is outside 0 .. {n_vertices - 1}")
         if not directed:
             edges = np.concatenate([edges, edges[:, ::-1]])
         if stay:
@@ -326,6 +344,81 @@ def grid(width, height, *, stay=False):
     x, y = np.meshgrid(np.arange(width), np.arange(height))
     positions = np.stack([x.ravel(), y.ravel()], axis=1).astype(np.float64)
     return dataclasses.replace(graph, positions=positions)
+
+
+def _csr_arrays(indptr, indices):
+    """Own int64 copies of a graph's CSR arrays, checked (see :class:`Graph`)."""
+    indptr, indices = _index_array(indptr, "indptr"), _index_array(indices, "indices")
+    if len(indptr) == 0 or indptr[0] != 0:
+        raise ValueError("indptr must start with 0 (it has n + 1 entries for n vertices)")
+    decreasing = np.flatnonzero(np.diff(indptr) < 0)
+    if decreasing.size:
+        v = decreasing[0]
+        raise ValueError(
+            f"indptr must not decrease: indptr[{v}] = {indptr[v]} > indptr[{v + 1}] = "
+            f"{indptr[v + 1]}"
+        )
+    if indptr[-1] != len(indices):
+        raise ValueError(f"indptr ends at {indptr[-1]}, but indices has {len(indices)} entries")
+    n = len(indptr) - 1
+    outside = np.flatnonzero((indices < 0) | (indices >= n))
+    if outside.size:
+        e = outside[0]
+        raise ValueError(
+            f"edge {e} (out of vertex {_source(indptr, e)}) goes to {indices[e]}, outside "
+            f"0 .. {n - 1}"
+        )
+    # Ascending within a vertex's edges: a step down or a repeat is allowed only where
+    # the next vertex's edges begin.
+    first_edge = np.zeros(len(indices), dtype=bool)
+    first_edge[indptr[:-1][indptr[:-1] < len(indices)]] = True
+    unsorted = np.flatnonzero((np.diff(indices) <= 0) & ~first_edge[1:]) + 1
+    if unsorted.size:
+        e = unsorted[0]
+        raise ValueError(
+            f"vertex {_source(indptr, e)}'s edges {e - 1} and {e} go to {indices[e - 1]} "
+            f"and {indices[e]}: each vertex's targets must be ascending and distinct "
+            "(Graph.from_edges sorts and merges them)"
+        )
+    return indptr, indices
+
+
+def _index_array(array, name):
+    """``array`` as a new 1-D int64 array, from integers only."""
+    array = np.array(array)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    if array.dtype.kind not in "iu" and not (array.dtype.kind == "f" and array.size == 0):
+        raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
+    if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} holds {array.max()}, too large for a vertex or edge index")
+    return array.astype(np.int64)
+
+
+def _source(indptr, edge):
+    """The vertex whose out-edges include ``edge``."""
+    return int(np.searchsorted(indptr, edge, side="right") - 1)
+
+
+def _labels_array(labels, n):
+    """An own 1-D copy of ``labels``, one a vertex (tuples stay whole)."""
+    array = np.array(labels)
+    if array.ndim != 1:
+        array = _object_array(labels)
+    if len(array) != n:
+        raise ValueError(f"labels has {len(array)} entries for {n} vertices")
+    return array
+
+
+def _positions_array(positions, n):
+    """An own float64 copy of ``positions``, finite and of shape (n, 2)."""
+    array = np.array(positions, dtype=np.float64)
+    if array.shape != (n, 2):
+        raise ValueError(f"positions must have shape ({n}, 2), got {array.shape}")
+    if not np.isfinite(array).all():
+        v = np.flatnonzero(~np.isfinite(array).all(axis=1))[0]
+        raise ValueError(f"positions[{v}] = {tuple(array[v].tolist())} is not finite")
+    return array
 
 
 def _object_array(labels):

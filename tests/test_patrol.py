@@ -93,6 +93,55 @@ def test_graph_arguments_are_checked():
         graph.Graph.from_adjacency(ring, labels=["x", "y"])
 
 
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"indptr": [[0, 2, 3]]}, ValueError, r"indptr must be 1-D, got shape \(1, 3\)"),
+        ({"indptr": [0.0, 2.0, 3.0]}, TypeError, "indptr must hold integers, got dtype float64"),
+        ({"indptr": [], "indices": [], "labels": []}, ValueError, "indptr must start with 0"),
+        ({"indptr": [1, 2, 3]}, ValueError, "indptr must start with 0"),
+        ({"indptr": [0, 5, 3]}, ValueError, r"indptr\[1\] = 5 > indptr\[2\] = 3"),
+        ({"indptr": [0, 2, 4]}, ValueError, "indptr ends at 4, but indices has 3 entries"),
+        ({"indices": [0, 5, 0]}, ValueError, r"edge 1 \(out of vertex 0\) goes to 5, outside"),
+        ({"indices": [0, 1, -1]}, ValueError, r"edge 2 \(out of vertex 1\) goes to -1"),
+        ({"indices": [1, 0, 0]}, ValueError, "vertex 0's edges 0 and 1 go to 1 and 0"),
+        ({"indices": [1, 1, 0]}, ValueError, "vertex 0's edges 0 and 1 go to 1 and 1"),
+        ({"labels": ["a"]}, ValueError, "labels has 1 entries for 2 vertices"),
+        ({"positions": [[0, 0]]}, ValueError, r"positions must have shape \(2, 2\)"),
+        ({"positions": [[0, 0], [1, np.inf]]}, ValueError, r"positions\[1\] = \(1.0, inf\)"),
+        ({"start": 2}, ValueError, r"start vertex 2 is outside 0 .. 1"),
+        ({"start": 1.0}, TypeError, "start must be an integer"),
+        ({"name": None}, TypeError, "name must be a str, not NoneType"),
+    ],
+)
+def test_a_graph_built_from_its_arrays_is_checked(fields, error, message):
+    # The compiled solvers index with these arrays unchecked: before these checks, a
+    # target outside the graph gave a J and a 2-D indptr crashed the process.
+    arrays = {"indptr": [0, 2, 3], "indices": [0, 1, 0], "labels": [0, 1]}
+    with pytest.raises(error, match=message):
+        graph.Graph(**(arrays | fields))
+
+
+def test_a_graph_built_from_its_arrays_is_the_same_graph():
+    edges = graph.Graph.from_edges([(0, 1), (1, 2), (2, 0)], directed=True, stay=True)
+    rebuilt = graph.Graph(
+        edges.indptr.astype(np.int32),
+        edges.indices.astype(np.uint16),
+        [("room", k) for k in range(3)],  # tuples stay whole labels
+        start=np.int64(2),
+        positions=np.eye(3, 2, dtype=np.float32),
+    )
+    assert rebuilt.indices.dtype == rebuilt.indptr.dtype == np.int64
+    assert rebuilt.label(1) == ("room", 1) and rebuilt.start == 2
+    assert rebuilt.positions.dtype == np.float64 and not rebuilt.positions.flags.writeable
+    logits = np.random.default_rng(0).standard_normal((2, edges.n_edges))
+    np.testing.assert_array_equal(
+        patrol.value_and_grad(rebuilt, logits).grad, patrol.value_and_grad(edges, logits).grad
+    )
+    empty = graph.Graph(np.zeros(1, np.int64), [], [])
+    assert empty.n_vertices == empty.n_edges == 0
+
+
 def test_networkx_and_adjacency_agree_with_edges():
     nx = pytest.importorskip("networkx")
     grid = graph.grid(3, 2)
