@@ -120,6 +120,20 @@ def test_command_line_exits_non_zero_on_a_failure(monkeypatch, capsys):
     assert "theorem 1" in output and "differs for agent 0" in output
 
 
+def test_an_unwritable_json_path_fails_before_the_checks(monkeypatch, capsys, tmp_path):
+    # It once failed with a traceback after the whole run.
+    from verify import __main__ as command
+
+    def not_to_be_run(n_agents):
+        raise AssertionError("a check ran")
+
+    monkeypatch.setattr(checks, "check_theorem", not_to_be_run)
+    with pytest.raises(SystemExit) as exit_info:
+        command.main(["--json", str(tmp_path / "missing" / "v.json")])
+    assert exit_info.value.code == 2
+    assert "--json: can't open" in capsys.readouterr().err
+
+
 def test_max_agents_sets_the_largest_n_of_every_check(monkeypatch, capsys):
     # Above the defaults too: --max-agents once lowered the caps only, and a larger K
     # silently checked the defaults.

@@ -23,7 +23,13 @@ def main(argv=None):
         f"{CHAIN_AGENTS} for the others; larger takes longer)",
     )
     parser.add_argument("--quick", action="store_true", help=f"N <= {QUICK_AGENTS}, for CI")
-    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    # Opened before the checks run, so that a path that cannot be written fails at once.
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        type=argparse.FileType("w", encoding="utf-8"),
+        help="also write the rows as JSON",
+    )
     parser.add_argument("--latex", action="store_true", help="print the derived gradient, N = 2")
     args = parser.parse_args(argv)
     cap = QUICK_AGENTS if args.quick else args.max_agents
@@ -54,7 +60,7 @@ def main(argv=None):
     if args.latex:
         _print_latex()
     if args.json:
-        with open(args.json, "w") as handle:
+        with args.json as handle:
             json.dump([dataclasses.asdict(row) for row in rows], handle, indent=1)
     return 1 if failed else 0
 
