@@ -20,6 +20,7 @@ bench-results.png).
 
 import argparse
 import datetime
+import os
 import platform
 
 import numba
@@ -237,9 +238,19 @@ def _parser():
         help=f"comma-separated, from: {', '.join(implementations.IMPLEMENTATIONS)}",
     )
     parser.add_argument("--repeat", type=_positive, help="timings per median (default 7, quick 3)")
-    parser.add_argument("--json", default="bench-results.json")
-    parser.add_argument("--plot", default="bench-results.png")
+    parser.add_argument("--json", type=_output_path, default="bench-results.json")
+    parser.add_argument("--plot", type=_output_path, default="bench-results.png")
     return parser
+
+
+def _output_path(text):
+    """A file to write at the end of the run, whose folder exists now: said before the
+    measurements, not after them.
+    """
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: there is no folder {folder}")
+    return text
 
 
 def _sizes(text):

@@ -54,6 +54,17 @@ def test_sizes_are_parsed_or_refused_with_the_form_they_take():
             report._sizes(bad)
 
 
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_an_output_in_no_folder_is_refused_before_the_run(option, tmp_path, capsys):
+    missing = tmp_path / "missing" / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        report.main(["--sizes", "2x1e3", "--impl", "copy", option, str(missing)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr()
+    assert f"cannot write {missing}: there is no folder {missing.parent}" in error.err
+    assert "copy" not in error.out  # no measurement ran
+
+
 def test_policy_gradient_is_timed_beside_its_floor_and_the_materialising_way():
     times = measure.policy_gradient(3, 5000, (1, 9), 2)
     assert list(times) == [1, 9]
