@@ -3,6 +3,7 @@
 """
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -91,7 +92,9 @@ def _run(args):
     seconds = time.perf_counter() - start
     output = args.output or os.path.splitext(args.mu)[0] + ".grad.npy"
     np.save(output, gradient)
-    print(f"mu: {mu.shape[0]} agents x {mu[0].size} states, {gradient.dtype}")
+    print(
+        f"mu: {gradient.shape[0]} agents x {math.prod(gradient.shape[1:])} states, {gradient.dtype}"
+    )
     print(f"J = {value!r}")
     print(f"g written to {output} ({seconds * 1e3:.1f} ms, compilation included on first use)")
     return 0
@@ -106,7 +109,10 @@ def _load_npy(path):
             np.lib.format.read_magic(file)
         except ValueError:
             raise ValueError(f"{path} is not a .npy file (numpy.save writes one)") from None
-    return np.load(path, allow_pickle=False)
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as error:  # an object array: fastcov reads numbers only
+        raise ValueError(f"{path}: {error}") from None
 
 
 if __name__ == "__main__":

@@ -49,3 +49,16 @@ def test_run_says_when_a_file_is_not_npy(tmp_path):
         result = _fastcov("run", str(tmp_path / name))
         assert result.returncode == 1
         assert f"{name} is not a .npy file" in result.stderr
+
+
+def test_run_takes_a_team_of_no_agents_and_refuses_objects(tmp_path):
+    # N = 0 once crashed after the gradient was written (its summary read mu[0]).
+    np.save(tmp_path / "none.npy", np.zeros((0, 4, 5)))
+    result = _fastcov("run", str(tmp_path / "none.npy"))
+    assert result.returncode == 0, result.stderr
+    assert "mu: 0 agents x 20 states, float64" in result.stdout
+    assert np.load(tmp_path / "none.grad.npy").shape == (0, 4, 5)
+    np.save(tmp_path / "objects.npy", np.array([{"mu": 0.5}]), allow_pickle=True)
+    result = _fastcov("run", str(tmp_path / "objects.npy"))
+    assert result.returncode == 1
+    assert "objects.npy: Object arrays cannot be loaded" in result.stderr
