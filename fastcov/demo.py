@@ -132,9 +132,15 @@ def main(args):
         from . import plot
     except ImportError:
         plot = None
-    folder = os.path.dirname(os.path.abspath(args.output))
-    if plot is not None and not os.path.isdir(folder):  # said before the training, not after
-        raise ValueError(f"cannot write {args.output}: there is no folder {folder}")
+    # What stops the figure is said before the training, not after it.
+    no_figure = "matplotlib is not installed (pip install 'fastcov[plot]')"
+    if plot is not None:
+        no_figure = plot.layout_refusal(graph)
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if no_figure is None and not os.path.isdir(folder):
+            raise ValueError(f"cannot write {args.output}: there is no folder {folder}")
+    if no_figure is not None:
+        print(f"no figure: {no_figure}")
     bar = _ProgressBar(sys.stderr)
     demo = run(
         graph,
@@ -148,8 +154,7 @@ def main(args):
     )
     bar.close()
     print(_summary(demo))
-    if plot is None:
-        print("no figure: matplotlib is not installed (pip install 'fastcov[plot]')")
+    if no_figure is not None:
         return 0
     plot.demo_figure(demo, args.output)
     print(f"figure written to {args.output}")

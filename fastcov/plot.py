@@ -100,12 +100,10 @@ def layout(graph, *, iterations=200):
     """
     if graph.positions is not None:
         return graph.positions
+    refusal = layout_refusal(graph)
+    if refusal is not None:
+        raise ValueError(refusal)
     n = graph.n_vertices
-    if n > LAYOUT_LIMIT:
-        raise ValueError(
-            f"{graph.name} has {n} vertices and no positions; a layout is computed only up "
-            f"to {LAYOUT_LIMIT}"
-        )
     hops = scipy.sparse.csgraph.shortest_path(graph.adjacency(), directed=False, unweighted=True)
     hops[~np.isfinite(hops)] = hops[np.isfinite(hops)].max() + 1.0
     centring = np.eye(n) - 1.0 / n
@@ -125,6 +123,16 @@ def layout(graph, *, iterations=200):
         guttman = np.diag(ratio.sum(axis=1)) - ratio
         positions = pseudo_inverse @ guttman @ positions
     return positions
+
+
+def layout_refusal(graph):
+    """Why :func:`layout` would refuse ``graph`` (a sentence), or None where it draws it."""
+    if graph.positions is None and graph.n_vertices > LAYOUT_LIMIT:
+        return (
+            f"{graph.name} has {graph.n_vertices} vertices and no positions; a layout is "
+            f"computed only up to {LAYOUT_LIMIT}"
+        )
+    return None
 
 
 def _has_reverse(graph):

@@ -120,6 +120,21 @@ def test_command_line_without_matplotlib(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_a_graph_too_large_to_lay_out_is_said_before_training(tmp_path, capsys):
+    # It was once an error after the training, and the figure was lost with the summary.
+    plot = pytest.importorskip("fastcov.plot")
+    n = plot.LAYOUT_LIMIT + 1
+    ring = tmp_path / "ring.txt"
+    ring.write_text("".join(f"{v} {(v + 1) % n}\n" for v in range(n)))
+    figure = tmp_path / "ring.png"
+    assert main(["demo", "--graph", str(ring), "--iterations", "2", "-o", str(figure)]) == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first == f"no figure: {plot.layout_refusal(demo.graph_from_spec(str(ring)))}"
+    assert f"{n} vertices and no positions" in first
+    assert "J after 2 steps" in out and not figure.exists()
+
+
 def test_python_dash_m_demo_reports_a_bad_graph():
     result = subprocess.run(
         [sys.executable, "-m", "fastcov", "demo", "--graph", "grid:0x3"],
