@@ -485,12 +485,16 @@ def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out):
     """
     n = s1 - s0
     m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
+    with_log = what != _WRITE_COVERAGE  # mu(s) alone needs no logarithm, nor J
+    block_entropy = 0.0
     if mu.shape[0] <= _GROUP:
-        bad = _one_group_states(mu, np.uint64(s0), m, q, log_m, group)
-        block_entropy = _entropy_sum(m, log_m)
+        bad = _one_group_states(mu, np.uint64(s0), m, q, log_m, group, with_log)
+        if with_log:
+            block_entropy = _entropy_sum(m, log_m)
     else:
         bad = _forward(mu, s0, s1, work, g_block, 0, g_block, padded)
-        block_entropy = _log_coverage(m, q, log_m)
+        if with_log:
+            block_entropy = _log_coverage(m, q, log_m)
     if what == _WRITE_COVERAGE:
         _store(m, out[s0:s1])
     elif what == _WRITE_WEIGHTS:
@@ -522,10 +526,10 @@ def _forward(mu, s0, s1, work, prefix, prefix_s0, prefix_block, padded):
 
 
 @_jit
-def _one_group_states(src, src_s0, m, q, log_m, group):
+def _one_group_states(src, src_s0, m, q, log_m, group, with_log):
     """Steps 1 and 2 for one group of ``len(group)`` (a compile-time constant) agents, one
-    state at a time, into the rows m, q and log_m; return the count of states with a
-    value outside [0, 1].
+    state at a time, into the rows m, q and (``with_log``) log_m; return the count of
+    states with a value outside [0, 1].
 
     The bits of :func:`_forward` and :func:`_log_coverage` (a group padded with agents
     at 0 changes nothing exactly), in one loop whose prefix products, never read, cost
@@ -541,7 +545,8 @@ def _one_group_states(src, src_s0, m, q, log_m, group):
         )
         bad += state_bad
         m[s], q[s] = state_m, state_q
-        log_m[s] = _log_mu(state_m, state_q)
+        if with_log:
+            log_m[s] = _log_mu(state_m, state_q)
     return bad
 
 
