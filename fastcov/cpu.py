@@ -462,7 +462,8 @@ def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
     log_eps = _log_eps(eps)
     bad = _forward(mu, s0, s1, work, g, g_s0, g_block, padded)
     m, q, log_m, r = work[0, :n], work[1, :n], work[2, :n], work[3, :n]
-    block_entropy = _log_coverage(m, q, log_m)
+    _log_coverage(m, q, log_m)
+    block_entropy = _entropy_sum(m, log_m)
     for s in range(n):
         r[s] = -_log_weight(m[s], log_m[s], eps, log_eps)
     for first in range(_last_group(mu), -1, -_GROUP):
@@ -477,7 +478,8 @@ def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
 
 @_jit
 def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out):
-    """Write ``what`` (mu(s) or c(s)) into out[s0:s1]; return (the block's J, bad count).
+    """Write ``what`` (mu(s) or c(s)) into out[s0:s1]; return (the block's J, bad count),
+    J only for _WRITE_NOTHING (0 else: coverage and state_weights return none).
 
     N <= 8 agents (``group``, as for :func:`_gradient`) take one loop over the states
     (:func:`_one_group_states`); more take steps 1 and 2 of the module docstring one
@@ -485,16 +487,14 @@ def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out):
     """
     n = s1 - s0
     m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
-    with_log = what != _WRITE_COVERAGE  # mu(s) alone needs no logarithm, nor J
-    block_entropy = 0.0
+    with_log = what != _WRITE_COVERAGE  # mu(s) alone needs no logarithm
     if mu.shape[0] <= _GROUP:
         bad = _one_group_states(mu, np.uint64(s0), m, q, log_m, group, with_log)
-        if with_log:
-            block_entropy = _entropy_sum(m, log_m)
     else:
         bad = _forward(mu, s0, s1, work, g_block, 0, g_block, padded)
         if with_log:
-            block_entropy = _log_coverage(m, q, log_m)
+            _log_coverage(m, q, log_m)
+    block_entropy = _entropy_sum(m, log_m) if what == _WRITE_NOTHING else 0.0
     if what == _WRITE_COVERAGE:
         _store(m, out[s0:s1])
     elif what == _WRITE_WEIGHTS:
@@ -743,10 +743,9 @@ def _entropy_term(m, log_m):
 
 @_jit
 def _log_coverage(m, q, log_m):
-    """Fill log mu(s) and return the block's J = sum -mu(s) log mu(s)."""
+    """Fill log mu(s)."""
     for s in range(m.size):
         log_m[s] = _log_mu(m[s], q[s])
-    return _entropy_sum(m, log_m)
 
 
 @_sum_jit
