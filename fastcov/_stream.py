@@ -3,13 +3,14 @@
 An ordinary store brings the cache line it writes into the cache first (a read for
 ownership), so a kernel that reads mu and writes g with ordinary stores moves g's bytes
 twice. A non-temporal store writes whole 64-byte lines straight to memory. The CPU
-kernels use it twice:
+kernels use it three times:
 
 - a float32 g of more than 8 agents is computed in a float64 block in cache and its
   rows rounded out with :func:`store`;
 - a float64 g of at most 8 agents (``cpu._STREAM_MIN_AGENTS`` or more) is computed
   64 states at a time into a tile on the stack, whose whole lines :func:`store_lines`
-  writes out, one 64-byte store each.
+  writes out, one 64-byte store each;
+- mu(s) and c(s) go out of a float64 row in cache with :func:`store`.
 
 Each store must be one whole line: stores of half a line each were slower than ordinary
 ones (bench/RESULTS.md).

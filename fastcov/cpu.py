@@ -175,7 +175,7 @@ def _sweep(mu, eps, check, what, states_out=None, grad_out=None):
         states_out = np.empty(0, mu.dtype)
     if grad_out is None:
         grad_out = np.empty((0, 0), mu.dtype)
-    stream = _streams(grad_out)
+    stream = _streams(grad_out) if grad_out.size else _streams_states(states_out)
     partials, bad = _partitioned(
         _sweep_kernel, _sweep_on_this_thread, mu, eps, what, states_out, grad_out, stream
     )
@@ -195,6 +195,13 @@ def _streams(g):
     n_agents = g.shape[0]
     pays = g.dtype == np.float32 if n_agents > _GROUP else _tiles_pay(g.dtype, n_agents)
     return pays and _stream.in_memory(g)  # mincore's two system calls only where it may pay
+
+
+def _streams_states(out):
+    """Whether mu(s) or c(s) goes into ``out`` with streaming stores: where it is larger
+    than the caches and already in memory.
+    """
+    return out.nbytes >= _config.STREAM_STORE_BYTES and _stream.in_memory(out)
 
 
 def _tiles_pay(g_dtype, n_agents):
@@ -275,10 +282,10 @@ def _padded_agents(mu):
 
 @_jit
 def _scratch(mu, block, g_in_block):
-    """A chunk's scratch: float64 rows (m, q, log_m or the J terms, r), a float64 g block
-    with a row per agent, padding agents included, and the padded last group of mu (no
-    rows when the groups are whole). No wider than S: small calls then stay clear of the
-    allocator's page-mapping sizes.
+    """A chunk's scratch: float64 rows (m, q, log_m or the J terms, r or a streamed
+    c(s)), a float64 g block with a row per agent, padding agents included, and the padded
+    last group of mu (no rows when the groups are whole). No wider than S: small calls
+    then stay clear of the allocator's page-mapping sizes.
 
     N <= 8 agents are one group of N, which needs no padding, nor a g block unless g
     itself is computed there (``g_in_block``: the policy gradient) rather than straight
@@ -306,7 +313,7 @@ def _sweep_kernel(mu, eps, what, states_out, grad_out, stream, group, block, max
     Writes ``what`` into states_out (S,) or, for _WRITE_GRADIENT, g into grad_out (N, S);
     where g is computed in a float64 block (more than 8 agents and a float32 g), the block
     is rounded into grad_out with streaming stores (``_stream``) where ``stream``, as is
-    a tiled g of N <= 8 (:func:`_single_group`).
+    a tiled g of N <= 8 (:func:`_single_group`) and states_out (:func:`_states`).
     """
     n_blocks, n_chunks = _chunking(mu.shape[1], block, max_chunks)
     partials = np.zeros(n_blocks)
@@ -350,7 +357,7 @@ def _sweep_blocks(mu, eps, what, states_out, grad_out, stream, group, block, fir
             )
         else:
             partials[b], block_bad = _states(
-                mu, s0, s1, eps, what, work, g_block, padded, group, states_out
+                mu, s0, s1, eps, what, work, g_block, padded, group, states_out, stream
             )
         bad += block_bad
     return bad
@@ -477,9 +484,10 @@ def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
 
 
 @_jit
-def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out):
-    """Write ``what`` (mu(s) or c(s)) into out[s0:s1]; return (the block's J, bad count),
-    J only for _WRITE_NOTHING (0 else: coverage and state_weights return none).
+def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out, stream):
+    """Write ``what`` (mu(s) or c(s)) into out[s0:s1], with streaming stores where
+    ``stream``; return (the block's J, bad count), J only for _WRITE_NOTHING (0 else:
+    coverage and state_weights return none).
 
     N <= 8 agents (``group``, as for :func:`_gradient`) take one loop over the states
     (:func:`_one_group_states`); more take steps 1 and 2 of the module docstring one
@@ -495,10 +503,17 @@ def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out):
         if with_log:
             _log_coverage(m, q, log_m)
     block_entropy = _entropy_sum(m, log_m) if what == _WRITE_NOTHING else 0.0
-    if what == _WRITE_COVERAGE:
-        _store(m, out[s0:s1])
-    elif what == _WRITE_WEIGHTS:
+    if what == _WRITE_WEIGHTS and not stream:
         _weights(m, q, log_m, eps, out[s0:s1])
+    elif what != _WRITE_NOTHING:
+        values = m
+        if what == _WRITE_WEIGHTS:  # streamed from a row of their own
+            values = work[3, :n]
+            _weights(m, q, log_m, eps, values)
+        if stream:
+            _stream.store(values, out[s0:s1])
+        else:
+            _store(values, out[s0:s1])
     return block_entropy, bad
 
 

@@ -109,6 +109,29 @@ def test_tiled_and_streamed_gradient_is_the_straight_one(monkeypatch, n_states):
         assert (memory[:8] == -7.0).all() and (memory[-8:] == -7.0).all()
 
 
+@pytest.mark.parametrize("function", [fastcov.coverage, fastcov.state_weights])
+@pytest.mark.parametrize("n_agents", [3, 12])  # one group, several groups
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_streamed_states_are_the_straight_ones(monkeypatch, function, n_agents, dtype):
+    rng = np.random.default_rng(n_agents)
+    n_states = 20_011  # several blocks, a last one not of whole lines
+    mu = rng.uniform(0.0, 0.4, (n_agents, n_states)).astype(dtype)
+    mu[0, :7] = [0.0, 1.0, 1e-30, 0.5, 0.25, 1e-8, 0.999]
+    straight = function(mu, backend="cpu")
+    monkeypatch.setattr(_config, "STREAM_STORE_BYTES", 0)
+    for offset in (0, 1, 5):
+        memory = _line_aligned((n_states + 32,), dtype, offset)
+        memory[:] = -7.0
+        out = memory[16:-16]
+        assert cpu._streams_states(out)  # the path under test is taken
+        assert function(mu, backend="cpu", out=out) is out
+        np.testing.assert_array_equal(out, straight)
+        assert (memory[:16] == -7.0).all() and (memory[-16:] == -7.0).all()
+    unaligned = _unaligned((n_states,), dtype)
+    function(mu, backend="cpu", out=unaligned)  # into a copy, then delivered
+    np.testing.assert_array_equal(unaligned, straight)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="asks Linux's mincore")
 def test_in_memory_tells_new_pages_from_written_ones():
     fresh = np.empty(8 << 20)  # 64 MiB: mapped for it alone, and not yet touched
