@@ -149,6 +149,17 @@ def _side_measurements(repeat):
     one = threads[1]
     for count, seconds in threads.items():
         print(f"{count} thread(s){'':18} {seconds * 1e3:8.1f} ms   x{one / seconds:.2f}")
+    print("# one value per state, fastcov cpu, N = 8, S = 1e7, beside a parallel read of mu")
+    sweeps = {}
+    for dtype in (np.float64, np.float32):
+        sweeps[dtype.__name__] = times = measure.state_sweeps(8, 10**7, dtype, repeat)
+        read = times["read"]
+        for label, seconds in times.items():
+            if label != "read":
+                print(
+                    f"{label + ', ' + dtype.__name__:28} {seconds * 1e3:8.1f} ms   "
+                    f"read {read * 1e3:.1f} ms (x{read / seconds:.2f})"
+                )
     print(
         "# policy_gradient, N = 8, S = 1e6, float64: fastcov cpu, a parallel read of mu and "
         "dmu, fastcov grad + NumPy einsum (timed in turn)"
@@ -162,6 +173,7 @@ def _side_measurements(repeat):
             f"{times['grad + einsum'] * 1e3:.1f} ms (x{times['grad + einsum'] / fastest:.1f})"
         )
     return {
+        "state sweeps s": sweeps,
         "policy_gradient s": {str(k): v for k, v in policy.items()},
         "compile latency s": latency,
         "per call us": calls,

@@ -1,5 +1,5 @@
-"""Timing and the side measurements: compile latency, per-call overhead, peak memory, threads
-and the policy gradient.
+"""Timing and the side measurements: compile latency, per-call overhead, peak memory,
+threads, the sweeps of one value per state and the policy gradient.
 """
 
 import json
@@ -133,6 +133,24 @@ def thread_scaling(mu, repeat):
     finally:
         numba.set_num_threads(threads)
     return result
+
+
+def state_sweeps(n_agents, n_states, dtype, repeat):
+    """Median seconds of fastcov cpu ``coverage`` and ``state_weights`` (into an ``out=``
+    already written) and ``entropy``, timed in turn with their floor, a parallel read of
+    mu (each reads mu once and writes at most S numbers).
+
+    Returns {"coverage": s, "state_weights": s, "entropy": s, "read": s}.
+    """
+    mu = np.random.default_rng(0).random((n_agents, n_states)).astype(dtype)
+    out = np.zeros(n_states, dtype)
+    runs = {
+        "coverage": lambda: fastcov.coverage(mu, out=out, backend="cpu"),
+        "state_weights": lambda: fastcov.state_weights(mu, out=out, backend="cpu"),
+        "entropy": lambda: fastcov.entropy(mu, backend="cpu"),
+        "read": implementations.build("read", mu),
+    }
+    return dict(zip(runs, interleaved_medians(list(runs.values()), repeat), strict=True))
 
 
 def policy_gradient(n_agents, n_states, parameter_counts, repeat):

@@ -65,6 +65,12 @@ def test_an_output_in_no_folder_is_refused_before_the_run(option, tmp_path, caps
     assert "copy" not in error.out  # no measurement ran
 
 
+def test_state_sweeps_are_timed_beside_a_read():
+    times = measure.state_sweeps(3, 5000, np.float32, 2)
+    assert list(times) == ["coverage", "state_weights", "entropy", "read"]
+    assert all(np.isfinite(t) and t > 0 for t in times.values())
+
+
 def test_policy_gradient_is_timed_beside_its_floor_and_the_materialising_way():
     times = measure.policy_gradient(3, 5000, (1, 9), 2)
     assert list(times) == [1, 9]
