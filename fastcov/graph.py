@@ -401,8 +401,10 @@ def _source(indptr, edge):
 
 
 def _labels_array(labels, n):
-    """An own 1-D copy of ``labels``, one a vertex (tuples stay whole)."""
-    array = np.array(labels)
+    """An own 1-D copy of ``labels``, one a vertex: an array's own dtype, else objects
+    (tuples stay whole, and [1, "a"] does not become strings).
+    """
+    array = np.array(labels) if isinstance(labels, np.ndarray) else _object_array(labels)
     if array.ndim != 1:
         array = _object_array(labels)
     if len(array) != n:

@@ -140,6 +140,9 @@ def test_a_graph_built_from_its_arrays_is_the_same_graph():
     )
     empty = graph.Graph(np.zeros(1, np.int64), [], [])
     assert empty.n_vertices == empty.n_edges == 0
+    mixed = graph.Graph(edges.indptr, edges.indices, [7, "hall", 2.5])
+    assert [mixed.label(v) for v in range(3)] == [7, "hall", 2.5]  # not made strings
+    assert graph.Graph(edges.indptr, edges.indices, np.arange(3)).labels.dtype == np.int_
 
 
 def test_networkx_and_adjacency_agree_with_edges():
