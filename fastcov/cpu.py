@@ -26,8 +26,8 @@ With N <= 8 (one group) the three steps are one loop over the block's states: ea
 value is read from memory once, the prefix products wait in registers (``_stack``)
 and each g value is written once, in g's dtype (a float64 g larger than the caches, of
 _STREAM_MIN_AGENTS agents or more, 64 states at a time into a tile on the
-stack, streamed from there into g: ``_stream``); mu(s), c(s) and J alone take steps 1
-and 2 in one loop, with no prefix products kept. More agents chain the groups through
+stack, streamed from there into g: ``_stream``); c(s) and J alone take steps 1 and 2
+in one loop, with no prefix products kept, and mu(s) alone step 1. More agents chain the groups through
 float64 rows m, q and r; their prefix products wait in g's own place, so a float32 g is
 computed in a float64 block and rounded into g once (with streaming stores, ``_stream``,
 where g is larger than the caches), and mu is read twice (the second time from cache).
