@@ -20,13 +20,13 @@ bench-results.png).
 
 import argparse
 import datetime
-import os
 import platform
 
 import numba
 import numpy as np
 
 from bench import implementations, measure
+from fastcov import _checks
 
 FULL_SIZES = [(n, s) for n in (2, 8, 32) for s in (10**3, 10**5, 10**7)]
 QUICK_SIZES = [(8, 10**5), (8, 10**6)]
@@ -259,9 +259,10 @@ def _output_path(text):
     """A file to write at the end of the run, whose folder exists now: said before the
     measurements, not after them.
     """
-    folder = os.path.dirname(os.path.abspath(text))
-    if not os.path.isdir(folder):
-        raise argparse.ArgumentTypeError(f"cannot write {text}: there is no folder {folder}")
+    try:
+        _checks.output_folder(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return text
 
 

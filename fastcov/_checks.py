@@ -1,6 +1,9 @@
-"""Checks of scalar arguments shared by the graph, patrol and simulation modules."""
+"""Checks of scalar arguments shared by the graph, patrol and simulation modules, and
+of the paths the commands write to.
+"""
 
 import operator
+import os
 
 import numpy as np
 
@@ -33,3 +36,12 @@ def random_generator(seed, name="seed"):
         return np.random.default_rng(seed)
     except (TypeError, ValueError) as error:
         raise type(error)(f"{name} {seed!r} cannot seed a random generator: {error}") from None
+
+
+def output_folder(path):
+    """Raise ValueError unless the folder that would hold the file ``path`` exists: a
+    command checks it before its long work, not after it.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write {path}: there is no folder {folder}")

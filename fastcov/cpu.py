@@ -25,12 +25,13 @@ nothing exactly (a factor 1 - 0 = 1 and a term 0 q). For each state of a group:
 With N <= 8 (one group) the three steps are one loop over the block's states: each mu
 value is read from memory once, the prefix products wait in registers (``_stack``)
 and each g value is written once, in g's dtype (a float64 g larger than the caches, of
-_STREAM_MIN_AGENTS agents or more, 64 states at a time into a tile on the
-stack, streamed from there into g: ``_stream``); c(s) and J alone take steps 1 and 2
-in one loop, with no prefix products kept, and mu(s) alone step 1. More agents chain the groups through
-float64 rows m, q and r; their prefix products wait in g's own place, so a float32 g is
-computed in a float64 block and rounded into g once (with streaming stores, ``_stream``,
-where g is larger than the caches), and mu is read twice (the second time from cache).
+_STREAM_MIN_AGENTS agents or more, 64 states at a time into a tile on the stack,
+streamed from there into g: ``_stream``); c(s) and J alone take steps 1 and 2 in one
+loop, with no prefix products kept, and mu(s) alone step 1. More agents chain the groups
+through float64 rows m, q and r; their prefix products wait in g's own place, so a
+float32 g is computed in a float64 block and rounded into g once (with streaming
+stores, ``_stream``, where g is larger than the caches), and mu is read twice (the
+second time from cache).
 The loops over states are what LLVM vectorises, and it does so only when (measured, one by
 one): the loop over a group's agents has a constant trip count (it unrolls); the prefix
 products are in registers or in g's own place (a separate scratch array kept the loop

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from . import api, patrol, simulate
+from . import _checks, api, patrol, simulate
 from . import graph as graphs
 
 __all__ = ["graph_from_spec", "run", "Demo"]
@@ -136,9 +136,8 @@ def main(args):
     no_figure = "matplotlib is not installed (pip install 'fastcov[plot]')"
     if plot is not None:
         no_figure = plot.layout_refusal(graph)
-        folder = os.path.dirname(os.path.abspath(args.output))
-        if no_figure is None and not os.path.isdir(folder):
-            raise ValueError(f"cannot write {args.output}: there is no folder {folder}")
+        if no_figure is None:
+            _checks.output_folder(args.output)
     if no_figure is not None:
         print(f"no figure: {no_figure}")
     bar = _ProgressBar(sys.stderr)
