@@ -70,8 +70,9 @@ def log(x):
     carry = (mantissa + _SQRT2_CARRY) & _CARRY_BIT
     # k = exponent - 1023 (- 54 when scaled, + 1 after a carry), made a float64 by adding
     # it to the bits of 1.5 2^52 (exact for |k| < 2^51), not by an int64 -> float64
-    # conversion: AVX2 has none, and for it LLVM left every loop calling this scalar
-    # (a loop of logarithms on a Zen 3: 8.5 ns a value scalar, 4.7 vectorised).
+    # conversion: AVX2 has none, and for it LLVM's cost model left a plain loop of
+    # logarithms scalar (on a Zen 3: 8.5 ns a value scalar, 4.2-4.7 vectorised; the
+    # kernels' loops had vectorised anyway).
     k_bits = (
         (bits >> _EXPONENT_SHIFT)
         + (carry >> _EXPONENT_SHIFT)
