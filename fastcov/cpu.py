@@ -52,13 +52,25 @@ import threading
 import numba
 import numpy as np
 from numba.core import types
+from numba.core.cpu_options import ParallelOptions
 from numba.extending import overload
 
 from . import _config, _interleave, _stack, _stream, _vmath
 from ._errors import InvalidValues
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-_parallel_jit = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+# prange alone: NumPy calls in a kernel (its small np.zeros, .sum()) stay serial code, not
+# parallel regions of their own, each a thread launch at every call and a gufunc to
+# compile (about 1.7 s for each parallel kernel). A ParallelOptions, not the dict it is
+# made from: Numba pops the dict's keys as it reads them, so a second compile would see {}.
+_PRANGE_ONLY = ParallelOptions(
+    {
+        option: False
+        for option in ("comprehension", "reduction", "inplace_binop", "setitem", "numpy")
+        + ("stencil", "fusion")
+    }
+)
+_parallel_jit = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=_PRANGE_ONLY)
 # Reassociation only (no nnan/ninf): lets a block's sum use several SIMD accumulators. The
 # order is fixed by the compiled code, so the result is still the same on every call.
 _sum_jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
@@ -71,7 +83,8 @@ _WRITE_NOTHING, _WRITE_COVERAGE, _WRITE_WEIGHTS, _WRITE_GRADIENT = 0, 1, 2, 3
 #: the padding rows and copies of mu and g through scratch (S = 1e7: N = 2 ran 1.8x
 #: faster in a group of 2 than in a padded group of 4, N = 5..7 up to 2.3x faster
 #: unpadded than in a padded group of 8). Each size is its own compiled kernel, made the
-#: first time an N needs it (about 6 s, then cached on disk).
+#: first time an N needs it, then cached on disk (N = 5 float64: 23 s on a 2-core Zen 3
+#: for the sweep and the policy gradient, each on one thread and in parallel).
 _GROUP = 8
 
 #: States of g a streamed single group computes into a tile in L1 before it streams the
@@ -329,13 +342,19 @@ def _sweep_kernel(mu, eps, what, states_out, grad_out, stream, group, block, max
     return partials, bad.sum()
 
 
+#: The first block of a call on one thread: an int64, not the literal 0, whose type would
+#: make Numba compile the blocks' function a second time, beside the parallel kernel's
+#: copy (about 2.3 s for each N and dtype).
+_FIRST = np.int64(0)
+
+
 @_jit
 def _sweep_on_this_thread(mu, eps, what, states_out, grad_out, stream, group, block, max_chunks):
     """:func:`_sweep_kernel` as one chunk, on the calling thread."""
     n_blocks = _chunking(mu.shape[1], block, max_chunks)[0]
     partials = np.zeros(n_blocks)
     bad = _sweep_blocks(
-        mu, eps, what, states_out, grad_out, stream, group, block, 0, n_blocks, partials
+        mu, eps, what, states_out, grad_out, stream, group, block, _FIRST, n_blocks, partials
     )
     if stream:
         _stream.fence()
@@ -387,7 +406,7 @@ def _policy_gradient_on_this_thread(mu, dmu, eps, check, group, block, max_chunk
     n_blocks = _chunking(mu.shape[1], block, max_chunks)[0]
     partials = np.zeros((1, mu.shape[0], dmu.shape[2]))
     bad_mu, bad_dmu = _policy_gradient_blocks(
-        mu, dmu, eps, check, group, block, 0, n_blocks, partials[0]
+        mu, dmu, eps, check, group, block, _FIRST, n_blocks, partials[0]
     )
     return partials, bad_mu, bad_dmu
 
@@ -437,7 +456,7 @@ def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
     (``_stream``), from a float64 block into a float32 g of more than 8 agents, from
     tiles for N <= 8.
     """
-    if mu.shape[0] <= _GROUP:
+    if _is_one_group(group, mu):
         return _single_group(mu, s0, s1, eps, work, g, g_s0, group, stream)
     n = s1 - s0
     block_g, in_place = _float64_rows(g, g_block)
@@ -450,6 +469,21 @@ def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
             else:
                 _store(g_block[i, :n], g[i, g_s0 : g_s0 + n])
     return block
+
+
+def _is_one_group(group, mu):
+    """Whether mu's agents are one group: N <= 8, known when compiled for a ``group`` of
+    fewer than 8, so that those kernels do not compile the loops of several groups (N = 5
+    float64, a 2-core Zen 3: its four kernels, the sweep and the policy gradient on one
+    thread and in parallel, compiled in 41 s with those loops and 23 s without).
+    """
+
+
+@overload(_is_one_group, jit_options={"cache": True, "nogil": True})
+def _is_one_group_typed(group, mu):
+    if len(group.types) < _GROUP:
+        return lambda group, mu: True
+    return lambda group, mu: mu.shape[0] <= _GROUP
 
 
 def _float64_rows(g, g_block):
@@ -497,7 +531,7 @@ def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out, stream):
     n = s1 - s0
     m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
     with_log = what != _WRITE_COVERAGE  # mu(s) alone needs no logarithm
-    if mu.shape[0] <= _GROUP:
+    if _is_one_group(group, mu):
         bad = _one_group_states(mu, np.uint64(s0), m, q, log_m, group, with_log)
     else:
         bad = _forward(mu, s0, s1, work, g_block, 0, g_block, padded)
