@@ -1,7 +1,8 @@
 """pytest-benchmark suite: value_and_grad by every implementation, size and dtype.
 
-Disabled by default (``--benchmark-disable`` in pyproject), so CI runs each case once as a
-correctness smoke test; time it with ``python -m pytest bench --benchmark-enable``. Cases
+Disabled by default (``--benchmark-disable`` in pyproject), so CI runs each case once, at
+S <= 1e5, as a correctness smoke test; time it with ``python -m pytest bench
+--benchmark-enable`` (S up to 1e7). Cases
 are grouped by (N, S, dtype), with the roofline ("copy", "scale", "read") in every group. The
 same implementations drive ``python -m bench``.
 """
