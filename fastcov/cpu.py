@@ -445,18 +445,28 @@ def _policy_gradient_blocks(mu, dmu, eps, check, group, block, first, last, part
 # copies it.
 
 
-@_jit
 def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
     """Write g_i(s) for the block into g[:, g_s0 : g_s0 + n]; return (the block's J, the
     count of states with a value outside [0, 1]).
 
     ``group`` is a tuple of min(N, 8) zeros. Its length is a constant of the compiled code,
     as the loops over a group's agents need to unroll; and each length is compiled (and
-    cached) only when an N needs it. ``stream``: write g with streaming stores
-    (``_stream``), from a float64 block into a float32 g of more than 8 agents, from
-    tiles for N <= 8.
+    cached) only when an N needs it. A group of fewer than 8 means N < 8, one group, so
+    its kernels are compiled with :func:`_single_group` alone (chosen by the group's type,
+    :func:`_gradient_typed`), without even typing the loops of several groups: N = 5
+    float64 on a 2-core Zen 3, the sweep and the policy gradient, each on one thread and
+    in parallel, compiled in 41 s with them and 23 s without. ``stream``: write g with
+    streaming stores (``_stream``), from a float64 block into a float32 g of more than 8
+    agents, from tiles for N <= 8.
     """
-    if _is_one_group(group, mu):
+
+
+def _one_group_gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
+    return _single_group(mu, s0, s1, eps, work, g, g_s0, group, stream)
+
+
+def _any_size_gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
+    if mu.shape[0] <= _GROUP:
         return _single_group(mu, s0, s1, eps, work, g, g_s0, group, stream)
     n = s1 - s0
     block_g, in_place = _float64_rows(g, g_block)
@@ -471,19 +481,9 @@ def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
     return block
 
 
-def _is_one_group(group, mu):
-    """Whether mu's agents are one group: N <= 8, known when compiled for a ``group`` of
-    fewer than 8, so that those kernels do not compile the loops of several groups (N = 5
-    float64, a 2-core Zen 3: its four kernels, the sweep and the policy gradient on one
-    thread and in parallel, compiled in 41 s with those loops and 23 s without).
-    """
-
-
-@overload(_is_one_group, jit_options={"cache": True, "nogil": True})
-def _is_one_group_typed(group, mu):
-    if len(group.types) < _GROUP:
-        return lambda group, mu: True
-    return lambda group, mu: mu.shape[0] <= _GROUP
+@overload(_gradient, jit_options={"cache": True, "nogil": True})
+def _gradient_typed(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
+    return _one_group_gradient if len(group.types) < _GROUP else _any_size_gradient
 
 
 def _float64_rows(g, g_block):
@@ -531,12 +531,7 @@ def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out, stream):
     n = s1 - s0
     m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
     with_log = what != _WRITE_COVERAGE  # mu(s) alone needs no logarithm
-    if _is_one_group(group, mu):
-        bad = _one_group_states(mu, np.uint64(s0), m, q, log_m, group, with_log)
-    else:
-        bad = _forward(mu, s0, s1, work, g_block, 0, g_block, padded)
-        if with_log:
-            _log_coverage(m, q, log_m)
+    bad = _coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log)
     block_entropy = _entropy_sum(m, log_m) if what == _WRITE_NOTHING else 0.0
     if what == _WRITE_WEIGHTS and not stream:
         _weights(m, q, log_m, eps, out[s0:s1])
@@ -550,6 +545,35 @@ def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out, stream):
         else:
             _store(values, out[s0:s1])
     return block_entropy, bad
+
+
+def _coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log):
+    """Steps 1 and 2 for the block: work's rows m = mu(s), q = 1 - mu(s) and (``with_log``)
+    log mu(s); return the count of states with a value outside [0, 1]. A group of fewer
+    than 8 compiles the one-group loop alone, as :func:`_gradient` does.
+    """
+
+
+def _one_group_coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log):
+    n = s1 - s0
+    m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
+    return _one_group_states(mu, np.uint64(s0), m, q, log_m, group, with_log)
+
+
+def _any_size_coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log):
+    n = s1 - s0
+    m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
+    if mu.shape[0] <= _GROUP:
+        return _one_group_states(mu, np.uint64(s0), m, q, log_m, group, with_log)
+    bad = _forward(mu, s0, s1, work, g_block, 0, g_block, padded)
+    if with_log:
+        _log_coverage(m, q, log_m)
+    return bad
+
+
+@overload(_coverage_steps, jit_options={"cache": True, "nogil": True})
+def _coverage_steps_typed(mu, s0, s1, work, g_block, padded, group, with_log):
+    return _one_group_coverage_steps if len(group.types) < _GROUP else _any_size_coverage_steps
 
 
 @_jit
