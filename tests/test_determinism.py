@@ -170,7 +170,8 @@ mu = np.random.default_rng(7).random((2, 3000))  # one block: the serial driver,
 J, g = fastcov.value_and_grad(mu)
 pg = fastcov.policy_gradient(mu, np.random.default_rng(8).standard_normal((2, 3000, 3)))
 print(J.hex(), hashlib.sha256(g.tobytes()).hexdigest(), len(cpu._one_group.overloads),
-      hashlib.sha256(pg.tobytes()).hexdigest())
+      hashlib.sha256(pg.tobytes()).hexdigest(),
+      len(cpu._several_groups.overloads) + len(cpu._forward.overloads))
 """
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     runs = [
@@ -184,3 +185,6 @@ print(J.hex(), hashlib.sha256(g.tobytes()).hexdigest(), len(cpu._one_group.overl
     compiled, cached = (run.stdout.split() for run in runs)
     assert compiled == cached
     assert cached[2] == "1"  # the standalone loop is loaded (2 agents: never streamed)
+    # A group of fewer than 8 agents is one group, known when compiled: its kernels do
+    # not compile, nor even type, the loops of several groups (half their compile time).
+    assert compiled[4] == "0"
