@@ -188,3 +188,28 @@ print(J.hex(), hashlib.sha256(g.tobytes()).hexdigest(), len(cpu._one_group.overl
     # A group of fewer than 8 agents is one group, known when compiled: its kernels do
     # not compile, nor even type, the loops of several groups (half their compile time).
     assert compiled[4] == "0"
+
+
+def test_the_patrol_steps_sweep_compiles_the_gradient_alone(tmp_path):
+    # gradient_on_this_thread (the patrol step's) passes no output for mu(s) or c(s):
+    # its sweep is compiled without their loops, which the public functions' kernel has.
+    script = """
+import numpy as np
+from fastcov import cpu, reference
+mu = np.random.default_rng(3).random((2, 500))
+g = np.empty_like(mu)
+partials, bad = cpu.gradient_on_this_thread(mu, 0.0, g, *cpu.partition(2)[:2])
+before = len(cpu._states.overloads)
+expected = np.empty_like(mu)
+J = reference.value_and_grad(mu, 0.0, expected, True)
+np.testing.assert_allclose(g, expected, rtol=1e-13)
+assert bad == 0 and abs(sum(partials) - J) <= 1e-13 * J
+cpu.coverage(mu, np.empty(500), True)
+print(before, len(cpu._states.overloads))
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["0", "1"]
