@@ -161,11 +161,23 @@ def test_wrong_jacobian_shape(backend, shape):
         (np.nan, ValueError),
         ("1e-9", TypeError),
         (True, TypeError),
+        (np.True_, TypeError),
+        (np.array(True), TypeError),
+        (np.array([1e-9]), TypeError),
+        (np.array(1e-9 + 0j), TypeError),
+        (np.array(2.0), ValueError),
     ],
 )
 def test_bad_eps(backend, eps, error):
     with pytest.raises(error, match="eps"):
         fastcov.grad(np.full((2, 3), 0.5), eps, backend=backend)
+
+
+@pytest.mark.parametrize("eps", [np.float32(0.25), np.array(0.25), np.array(0.25, np.float32)])
+def test_eps_as_a_numpy_number(backend, eps):
+    mu = np.array([[0.0, 0.1], [0.0, 0.2]])
+    expected = fastcov.grad(mu, 0.25, backend=backend)
+    np.testing.assert_array_equal(fastcov.grad(mu, eps, backend=backend), expected)
 
 
 @pytest.mark.parametrize("check", ["no", 1, None, np.array([True])])
