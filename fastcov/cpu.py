@@ -381,11 +381,11 @@ def _block(mu, s0, s1, eps, what, work, g_block, padded, group, states_out, grad
     """One block of the sweep: ``what`` into ``states_out`` (:func:`_states`), or, for
     _WRITE_GRADIENT, g into ``grad_out`` (:func:`_gradient`). Where ``states_out`` is None
     only g's code is compiled (chosen by type): the patrol step, which only ever wants g,
-    compiles none of the states' loops (N = 4 float64 in an empty cache on a 2-core Zen 3:
-    ``fastcov demo``'s first run 37.4 -> 29.5-31.1 s). The public functions' sweep passes
-    both outputs (the one not written empty), so that one kernel serves them all: with a
-    kernel each for g and for the rest, a first ``grad`` and ``coverage`` at N = 5 float64
-    compiled in 19.8 s, against 16.3.
+    compiles none of the states' loops (N = 4 float64 in an empty cache on a 2-core Zen
+    3: ``fastcov demo``'s first run 31.7, 31.6 -> 25.8, 28.8 s). The public functions'
+    sweep passes both outputs (the one not written empty), so that one kernel serves
+    them all: with a kernel each for g and for the rest, a first ``grad`` and
+    ``coverage`` at N = 5 float64 compiled in 19.8 s, against 16.3.
     """
 
 
