@@ -442,7 +442,7 @@ def _check_eps(eps):
     if type(eps) is not float:
         # A 0-d array of a real dtype is a number too, as it is to NumPy.
         zero_d = isinstance(eps, np.ndarray) and eps.ndim == 0 and eps.dtype.kind in "fiu"
-        if not (zero_d or isinstance(eps, numbers.Real)) or isinstance(eps, (bool, np.bool_)):
+        if not (zero_d or isinstance(eps, numbers.Real)) or isinstance(eps, bool):
             raise TypeError(f"eps must be a real number, not {type(eps).__name__}")
         eps = float(eps)
     if not 0.0 <= eps <= 1.0:
