@@ -131,6 +131,7 @@ def state_weights(mu, eps=0.0, *, out=None, backend="auto", check=True, stream=N
     mu : array_like, shape (N, *state_shape)
         As for :func:`coverage`.
     eps : float in [0, 1]
+        A Python or NumPy real number, or a 0-d array of one (a bool is refused).
         Clamp mu(s) from below to ``eps`` inside the logarithm (only there: 1 - mu(s) is
         not clamped). With ``eps = 0`` a state no agent covers has c(s) = -inf, the true
         limit; ``eps > 0`` keeps it finite.
@@ -166,6 +167,7 @@ def grad(mu, eps=0.0, *, out=None, backend="auto", check=True, stream=None):
     mu : array_like, shape (N, *state_shape)
         As for :func:`coverage`.
     eps : float in [0, 1]
+        A Python or NumPy real number, or a 0-d array of one (a bool is refused).
         Clamp mu(s) from below to ``eps`` inside the logarithm. With ``eps = 0`` a state no
         agent covers has g_i(s) = +inf for every i (the true derivative).
     out : ndarray, shape (N, *state_shape), optional
@@ -225,6 +227,7 @@ def policy_gradient(mu, dmu, *, eps=0.0, out=None, backend="auto", check=True, s
         Dense Jacobian dmu_i(s) / dtheta_i[p], state axes flattened in C order
         (``jac.reshape(N, -1, P)``). Real dtype; must be finite when ``check``.
     eps : float in [0, 1]
+        A Python or NumPy real number, or a 0-d array of one (a bool is refused).
         As for :func:`grad`. Pass ``eps > 0`` when some state may be uncovered: there
         g = +inf, and inf x 0 in the contraction would give NaN.
     out : ndarray, shape (N, P), optional
