@@ -2,9 +2,9 @@
 
 Disabled by default (``--benchmark-disable`` in pyproject), so CI runs each case once, at
 S <= 1e5, as a correctness smoke test; time it with ``python -m pytest bench
---benchmark-enable`` (S up to 1e7). Cases
-are grouped by (N, S, dtype), with the roofline ("copy", "scale", "read") in every group. The
-same implementations drive ``python -m bench``.
+--benchmark-enable`` (S up to 1e7). Cases are grouped by (N, S, dtype), with the roofline
+("copy", "scale", "read") in every group. The same implementations drive ``python -m
+bench``.
 """
 
 import numpy as np
