@@ -2,10 +2,12 @@
 
 Every figure is a ratio taken in the same run: "copy" reads mu and writes an array of
 mu's size (the floor for value_and_grad: one read of mu, one write of g; it is memcpy,
-which streams its stores), "scale" does the same with ordinary stores and one multiply,
-"read" only reads mu. Effective bandwidth = (bytes of mu + bytes of g) / time (mu alone for "read").
-Each row's timings alternate with timings of its place's copy, and its "x copy" is
-against that copy, so that a machine whose speed drifts from minute to minute moves both.
+which streams its stores), "copy-rows" copies the N rows side by side in the order and
+with the stores fastcov's sweep uses (what the (N, S) layout allows), "scale" does the
+copy with ordinary stores and one multiply, "read" only reads mu. Effective bandwidth =
+(bytes of mu + bytes of g) / time (mu alone for "read"). Each row's timings alternate
+with timings of its place's copy, and its "x copy" is against that copy, so that a
+machine whose speed drifts from minute to minute moves both.
 
 Host rows are compared with the host's copy and the naive NumPy formula, device rows with
 a device-to-device copy and ``torch.compile`` of the objective (SPEC section 4).

@@ -3,7 +3,7 @@
 Disabled by default (``--benchmark-disable`` in pyproject), so CI runs each case once, at
 S <= 1e5, as a correctness smoke test; time it with ``python -m pytest bench
 --benchmark-enable`` (S up to 1e7). Cases are grouped by (N, S, dtype), with the roofline
-("copy", "scale", "read") in every group. The same implementations drive ``python -m
+("copy", "copy-rows", "scale", "read") in every group. The same implementations drive ``python -m
 bench``.
 """
 
@@ -12,6 +12,7 @@ import pytest
 
 import fastcov
 from bench import implementations
+from fastcov import _config, _stream, cpu
 
 
 @pytest.mark.parametrize("name", list(implementations.IMPLEMENTATIONS))
@@ -26,8 +27,29 @@ def test_value_and_grad(benchmark, name, n_agents, n_states, dtype):
     benchmark.extra_info["bytes of mu + g"] = 2 * mu.nbytes
     value, g = benchmark(implementations.build(name, mu))
     if name in implementations.ROOFLINE:
+        _check_moved(name, mu, g)
         return
     _check(mu, value, g)
+
+
+def test_copy_rows_streams_every_state():
+    """ "copy-rows" through its streamed tiles: 8 float64 rows past STREAM_STORE_BYTES,
+    each of whole lines (so that they stream), and chunks that start and end off a line
+    and off a tile.
+    """
+    n_states = _config.STREAM_STORE_BYTES // 64 + 1000
+    mu = np.random.default_rng(5).random((8, n_states))
+    target = np.zeros_like(mu)
+    assert cpu._streams(target) and _stream.line_states(target) > 0
+    moved = implementations.build("copy-rows", mu)()[1]
+    np.testing.assert_array_equal(moved, mu)
+
+
+def _check_moved(name, mu, moved):
+    """The roofline's copies hold mu and "scale" 0.5 mu, exactly ("read" returns none)."""
+    if moved is not None:
+        expected = 0.5 * mu if name == "scale" else mu
+        np.testing.assert_array_equal(implementations.to_host(moved), expected)
 
 
 def _check(mu, value, g):
