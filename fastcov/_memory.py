@@ -32,7 +32,7 @@ class HostMemory:
 
     def contiguous(self, array, dtype, shape):
         """A C-contiguous array of ``dtype`` holding ``array``, reshaped to ``shape``."""
-        return np.ascontiguousarray(array, dtype=dtype).reshape(shape)
+        return _shaped(np.ascontiguousarray(array, dtype=dtype), shape)
 
     def empty(self, shape, dtype):
         """An uninitialised array."""
@@ -40,7 +40,7 @@ class HostMemory:
 
     def result(self, buffer, shape):
         """``buffer`` as the caller receives it."""
-        return buffer.reshape(shape)
+        return _shaped(buffer, shape)
 
     def as_out(self, out):
         """``out`` itself, once it is known to be a writeable NumPy array."""
@@ -54,16 +54,24 @@ class HostMemory:
         """True when the kernel may write into ``out`` itself (contiguous, its elements
         aligned to their size, no overlap with an input).
         """
+        flags = out.flags  # a new object at each access
         return (
-            out.flags.c_contiguous
-            and out.flags.aligned
+            flags.c_contiguous
+            and flags.aligned
             and not any(np.may_share_memory(out, x) for x in inputs if x is not None)
         )
 
     def reshape(self, out, shape):
         """``out`` viewed as ``shape`` (it is C-contiguous)."""
-        return out.reshape(shape)
+        return _shaped(out, shape)
 
     def deliver(self, out, buffer):
         """Copy a finished ``buffer`` into ``out``."""
         np.copyto(out, buffer.reshape(out.shape))
+
+
+def _shaped(array, shape):
+    """``array`` viewed as ``shape`` (a tuple): itself where it has that shape already,
+    as (N, S) inputs and outputs do (a reshape took 0.4 us of a 14 us small call).
+    """
+    return array if array.shape == shape else array.reshape(shape)

@@ -301,11 +301,12 @@ class _Call:
     def __init__(self, mu, backend, stream=None, jacobian=None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+        on_device = is_device_array(mu)
         if backend == "auto":
-            backend = "cuda" if is_device_array(mu) else "cpu"
+            backend = "cuda" if on_device else "cpu"
         if stream is not None and backend != "cuda":
             raise ValueError(f"stream= applies to the CUDA backend only, not backend={backend!r}")
-        if backend != "cuda" and is_device_array(mu):
+        if backend != "cuda" and on_device:
             raise TypeError(
                 f"mu is a device array; backend={backend!r} needs a NumPy array "
                 "(use backend='cuda' or 'auto', or copy it to the host)"
@@ -397,10 +398,13 @@ class _Call:
 
 
 def _backend_module(name):
-    module = _imported(f".{'reference' if name == 'numpy' else name}")
+    module = _imported(_BACKEND_MODULES[name])
     if name == "cuda":
         module.require()
     return module
+
+
+_BACKEND_MODULES = {"cpu": ".cpu", "cuda": ".cuda", "numpy": ".reference"}
 
 
 @functools.cache
