@@ -323,7 +323,7 @@ def _parallel_copy(source, target):
 
 
 #: States of every row a step of "copy-rows" moves: those of fastcov's streamed tiles.
-_ROWS_TILE = 64
+_ROWS_TILE = cpu._STREAM_TILE_STATES
 
 
 @numba.njit(parallel=True, cache=True)

@@ -3,8 +3,8 @@
 Disabled by default (``--benchmark-disable`` in pyproject), so CI runs each case once, at
 S <= 1e5, as a correctness smoke test; time it with ``python -m pytest bench
 --benchmark-enable`` (S up to 1e7). Cases are grouped by (N, S, dtype), with the roofline
-("copy", "copy-rows", "scale", "read") in every group. The same implementations drive ``python -m
-bench``.
+("copy", "copy-rows", "scale", "read") in every group. The same implementations drive
+``python -m bench``.
 """
 
 import numpy as np
@@ -33,9 +33,9 @@ def test_value_and_grad(benchmark, name, n_agents, n_states, dtype):
 
 
 def test_copy_rows_streams_every_state():
-    """ "copy-rows" through its streamed tiles: 8 float64 rows past STREAM_STORE_BYTES,
-    each of whole lines (so that they stream), and chunks that start and end off a line
-    and off a tile.
+    """The "copy-rows" row through its streamed tiles: 8 float64 rows past
+    STREAM_STORE_BYTES, each of whole lines (so that they stream), in chunks that start
+    and end off a line and off a tile.
     """
     n_states = _config.STREAM_STORE_BYTES // 64 + 1000
     mu = np.random.default_rng(5).random((8, n_states))
