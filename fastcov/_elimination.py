@@ -138,7 +138,7 @@ def factor(plan, values, row_sums):
     _lanes.require_lanes(row_sums)
     order, ptr, neighbours, targets = plan.order, plan.ptr, plan.neighbours, plan.targets
     n, fill = ptr.size - 1, neighbours.size
-    sums = np.empty((n if row_sums.shape[0] else 0, _lanes.LANES))
+    sums = _lanes.empty((n if row_sums.shape[0] else 0,))
     for v in range(sums.shape[0]):
         _lanes.copy(sums, order[v], row_sums, v)
     update = 0
@@ -172,7 +172,7 @@ def solve(plan, values, rhs, transposed):
     _lanes.require_lanes(rhs)
     order, ptr, neighbours = plan.order, plan.ptr, plan.neighbours
     n, fill = ptr.size - 1, neighbours.size
-    x = np.empty((n, _lanes.LANES))
+    x = _lanes.empty((n,))
     for v in range(n):
         _lanes.copy(x, order[v], rhs, v)
     # A = L U: L y = b forwards, then U x = y backwards. A^T = U^T L^T: U^T y = b

@@ -272,10 +272,10 @@ def _planned_step(
         return partials, _LOGITS_NOT_FINITE, grad, mu, probabilities
     plan = _elimination.Plan(order, ptr, neighbours, targets)
     chunks = range(0, n_robots, _lanes.LANES)
-    softmax = np.empty((len(chunks), n_edges, _lanes.LANES))
-    moves = np.empty_like(softmax) if floor else softmax
-    values = np.empty((len(chunks), plan.ptr.size - 1 + 2 * plan.neighbours.size, _lanes.LANES))
-    mu_lanes = np.empty((len(chunks), n, _lanes.LANES))
+    softmax = _lanes.empty((len(chunks), n_edges))
+    moves = _lanes.empty((len(chunks), n_edges)) if floor else softmax
+    values = _lanes.empty((len(chunks), plan.ptr.size - 1 + 2 * plan.neighbours.size))
+    mu_lanes = _lanes.empty((len(chunks), n))
     for c, first in enumerate(chunks):
         _into_lanes(logits, first, 0, n_edges, softmax[c])
         _softmax_lanes(indptr, 0, n, softmax[c])
@@ -293,8 +293,8 @@ def _planned_step(
     # mu is finite and in [0, 1] (_normalise clips round-off): no value is out of range.
     g = np.empty_like(mu)
     partials, _ = cpu.gradient_on_this_thread(mu, eps, g, group, block)
-    h = np.empty((n, _lanes.LANES))
-    gradient = np.empty((n_edges, _lanes.LANES))
+    h = _lanes.empty((n,))
+    gradient = _lanes.empty((n_edges,))
     for c, first in enumerate(chunks):
         _planned_adjoint(plan, values[c], g[first:], mu[first:], h)
         _chain_rule_lanes(indptr, indices, 0, n, softmax[c], mu_lanes[c], h, gradient)
@@ -537,9 +537,9 @@ class _PlannedTeam(_Team):
 
     def _factor(self, robots):
         pattern = _pattern(self.graph)
-        values = np.empty((pattern.plan.n_slots, _lanes.LANES))
-        mu = np.empty((self.graph.n_vertices, _lanes.LANES))
-        probabilities = np.empty((self.graph.n_edges, _lanes.LANES))
+        values = _lanes.empty((pattern.plan.n_slots,))
+        mu = _lanes.empty((self.graph.n_vertices,))
+        probabilities = _lanes.empty((self.graph.n_edges,))
         _into_lanes(self.probabilities, robots.start, 0, self.graph.n_edges, probabilities)
         _planned_stationary(
             pattern.plan,
@@ -555,7 +555,7 @@ class _PlannedTeam(_Team):
         return values
 
     def _adjoint(self, robots, values, g, h):
-        lanes = np.empty((self.graph.n_vertices, _lanes.LANES))
+        lanes = _lanes.empty((self.graph.n_vertices,))
         _planned_adjoint(_pattern(self.graph).plan, values, g[robots], self.mu[robots], lanes)
         h[robots] = lanes[:, : robots.stop - robots.start].T
 
@@ -650,19 +650,21 @@ def _planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities,
     """
     n = plan.ptr.size - 1
     values[:] = 0.0
-    one = np.ones((1, _lanes.LANES))
+    one = _lanes.empty((1,))
+    one[:] = 1.0
     for k in range(kept_edges.size, slots.size):  # the diagonal
         _lanes.copy(values, slots[k], one, 0)
     for k in range(kept_edges.size):
         _lanes.subtract(values, slots[k], probabilities, kept_edges[k])
     # A's row sums are the probabilities of moving to vertex 0: exact, with no 1 - sum.
-    to_first = np.zeros((n, _lanes.LANES))
+    to_first = _lanes.empty((n,))
+    to_first[:] = 0.0
     for s in range(1, indptr.size - 1):
         for e in range(indptr[s], indptr[s + 1]):
             if indices[e] == 0:
                 _lanes.copy(to_first, s - 1, probabilities, e)
     _elimination.factor(plan, values, to_first)
-    x = np.empty((n, _lanes.LANES))
+    x = _lanes.empty((n,))
     _from_first(indptr, indices, probabilities, x)
     _elimination.solve(plan, values, x, True)
     _normalise(x, mu)
@@ -673,7 +675,8 @@ def _planned_adjoint(plan, values, g, mu, h):
     """Set the adjoint h (n + 1, LANES), h[0] = 0, of up to LANES robots (rows of ``g``
     and ``mu``; spare lanes 0) from their lanes of the plan's factors.
     """
-    x = np.zeros((h.shape[0] - 1, _lanes.LANES))
+    x = _lanes.empty((h.shape[0] - 1,))
+    x[:] = 0.0
     _centred(g[: _lanes.LANES], mu[: _lanes.LANES], x)
     _elimination.solve(plan, values, x, False)
     h[0] = 0.0
@@ -819,7 +822,7 @@ def _softmax(indptr, logits, out):
     e's source, for rows of robots: LANES robots at a time, in blocks of whole vertices'
     edges (:func:`_softmax_lanes`).
     """
-    work = np.empty((_block_edges(indptr, logits.shape[1]), _lanes.LANES))
+    work = _lanes.empty((_block_edges(indptr, logits.shape[1]),))
     for first in range(0, logits.shape[0], _lanes.LANES):
         start = 0
         while start < indptr.size - 1:
@@ -840,7 +843,7 @@ def _softmax_lanes(indptr, start, stop, work):
     allows (``_vmath.prefer_wide_vectors``).
     """
     _vmath.prefer_wide_vectors()
-    vertex = np.empty((1, _lanes.LANES))  # a vertex's largest logit, or its sum
+    vertex = _lanes.empty((1,))  # a vertex's largest logit, or its sum
     # Less each vertex's largest logit: exp never overflows.
     _each_vertex(indptr, start, stop, work, vertex, True)
     # One loop over all edges, apart from the per-vertex ones: it vectorises.
@@ -934,9 +937,9 @@ def _chain_rule(indptr, indices, probabilities, mu, h, out):
     whole vertices' edges.
     """
     n = indptr.size - 1
-    work = np.empty((_block_edges(indptr, probabilities.shape[1]), _lanes.LANES))
-    gradient = np.empty_like(work)
-    mu_lanes, h_lanes = np.empty((n, _lanes.LANES)), np.empty((n, _lanes.LANES))
+    work = _lanes.empty((_block_edges(indptr, probabilities.shape[1]),))
+    gradient = _lanes.empty(work.shape[:1])
+    mu_lanes, h_lanes = _lanes.empty((n,)), _lanes.empty((n,))
     for first in range(0, probabilities.shape[0], _lanes.LANES):
         _into_lanes(mu, first, 0, n, mu_lanes)
         _into_lanes(h, first, 0, n, h_lanes)
@@ -957,8 +960,8 @@ def _chain_rule_lanes(indptr, indices, start, stop, probabilities, mu, h, out):
     for the vertices start .. stop - 1, a robot a lane: ``probabilities`` and ``out`` a
     row per edge from vertex ``start``'s first, ``mu`` and ``h`` a row per vertex.
     """
-    mean = np.empty((1, _lanes.LANES))
-    zero = np.zeros((1, _lanes.LANES))
+    mean, zero = _lanes.empty((1,)), _lanes.empty((1,))
+    zero[:] = 0.0
     for s in range(start, stop):
         edges = range(indptr[s] - indptr[start], indptr[s + 1] - indptr[start])
         _lanes.copy(mean, 0, zero, 0)

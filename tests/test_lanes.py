@@ -60,3 +60,32 @@ def test_require_lanes_names_the_width():
     _lanes.require_lanes(np.zeros((0, LANES)))
     with pytest.raises(ValueError, match="exactly LANES columns"):
         _lanes.require_lanes(np.zeros((3, LANES + 1)))
+
+
+@numba.njit
+def _many_empty(rows, count):
+    """``count`` arrays of each shape, all alive at once (so each is a new allocation):
+    the offset of each row within its cache line, and the shapes.
+    """
+    kept = []
+    offsets = np.empty((count, 2, max(rows, 1)), np.int64)
+    offsets[:] = 0
+    for c in range(count):
+        flat, stacked = _lanes.empty((rows,)), _lanes.empty((2, rows))
+        kept.append(stacked)
+        for r in range(rows):
+            offsets[c, 0, r] = flat[r:].ctypes.data % 64
+            offsets[c, 1, r] = stacked[1, r:].ctypes.data % 64
+    return offsets, flat.shape, stacked.shape
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3, 70])
+def test_empty_puts_each_row_in_one_cache_line(rows):
+    # Numba's own arrays are aligned to 32 bytes, so among 40 allocations some start
+    # half-way into a line: each of those is where a wrong skip would show.
+    offsets, flat_shape, stacked_shape = _many_empty(rows, 40)
+    assert flat_shape == (rows, LANES) and stacked_shape == (2, rows, LANES)
+    assert not offsets.any()
+    from_python = _lanes.empty((rows,))
+    assert from_python.shape == (rows, LANES) and from_python.flags.c_contiguous
+    assert from_python.ctypes.data % 64 == 0 or rows == 0
