@@ -12,15 +12,19 @@ robot) on W x W grids, fastcov's sparse LU (an elimination plan up to mid-sized 
 a multifrontal LU beyond: the solver column) against a dense step that inverts the n x n matrix
 P - I + 1 1^T per robot as EM-Patroller's code does (with the same adjoint, so the dense
 side does no more than its inverse needs), on MUSEUM as well; growth rates are the log-log
-slopes between successive sizes.
+slopes between successive sizes. Each ratio is of two medians taken in turn
+(:func:`bench.measure.interleaved_medians`): the machines of bench/RESULTS.md changed
+speed by half between minutes, which back-to-back medians carried into the ratio whole.
 """
 
 import argparse
 import time
+import timeit
 
 import numpy as np
 
 import fastcov
+from bench import measure
 from fastcov import graph, patrol
 
 #: EM-Patroller, Fig. 3, read off the bar chart (log base unstated).
@@ -119,7 +123,7 @@ def experiments(iterations, seeds):
 def scaling(widths, n_robots, dense_limit, repeat, torch_limit=1100):
     """Print and return the step times on W x W grids and MUSEUM."""
     print(f"# one gradient step, N = {n_robots}, median of {repeat} (one from 1e5 vertices), s")
-    print("# (from 1e5 vertices, the step after a first, untimed one)")
+    print("# (sparse and dense timed in turn; from 1e5 vertices, the step after an untimed one)")
     print("# setup: the once-per-graph analysis (ordering, elimination plan), not in the step")
     print(
         "{:14} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9}".format(
@@ -133,17 +137,19 @@ def scaling(widths, n_robots, dense_limit, repeat, torch_limit=1100):
         start = time.perf_counter()
         patrol._pattern(g)
         setup = time.perf_counter() - start
-        # From 1e5 vertices a step takes seconds: timed once, after one untimed step
-        # (the first on a graph also allocates the factor arrays that later steps reuse).
-        if g.n_vertices < 10**5:
-            sparse = _median(lambda: sparse_step(g, logits), repeat)
-        else:
-            sparse_step(g, logits)
-            sparse = _median(lambda: sparse_step(g, logits), 1, warm_up=False)
         dense = None
         if g.n_vertices <= dense_limit:
-            dense = _median(lambda: dense_step(g, logits), repeat)
+            sparse, dense = measure.interleaved_medians(
+                [lambda: sparse_step(g, logits), lambda: dense_step(g, logits)], repeat
+            )
             _agree(sparse_step(g, logits), dense_step(g, logits), g.name)
+        elif g.n_vertices < 10**5:
+            sparse = measure.median_seconds(lambda: sparse_step(g, logits), repeat)
+        else:
+            # A step takes seconds: timed once, after one untimed step (the first on a
+            # graph also allocates the factor arrays that later steps reuse).
+            sparse_step(g, logits)
+            sparse = timeit.timeit(lambda: sparse_step(g, logits), number=1)
         row = {
             "graph": g.name,
             "vertices": g.n_vertices,
@@ -169,18 +175,21 @@ def scaling(widths, n_robots, dense_limit, repeat, torch_limit=1100):
         )
         print(f"# growth of the {key.split()[0]} step, time ~ n^k: {text}")
     if _has_torch():
-        # Last: PyTorch's OpenMP threads keep spinning after each call and would slow
-        # whatever is timed next.
+        # Last, so that no earlier row is timed beside PyTorch's OpenMP threads, which
+        # keep spinning after each call (the timings in turn pause before each one).
         print("# EM-Patroller's way: PyTorch autodiff through inv, against the sparse step")
+        print("{:14} {:>9} {:>10} {:>10} {:>9}".format("graph", "vertices", "sparse", "torch", "x"))
         for g, row in zip(cases, rows, strict=True):
             if g.n_vertices > torch_limit:
                 continue
             logits = np.random.default_rng(0).standard_normal((n_robots, g.n_edges))
-            row["torch s"] = _median(lambda: torch_step(g, logits), repeat)
+            row["torch sparse s"], row["torch s"] = measure.interleaved_medians(
+                [lambda: sparse_step(g, logits), lambda: torch_step(g, logits)], repeat
+            )
             _agree(sparse_step(g, logits), torch_step(g, logits), g.name)
             print(
-                f"{g.name:14} {g.n_vertices:9d} {row['torch s']:10.4g} "
-                f"{row['torch s'] / row['sparse s']:9.1f}"
+                f"{g.name:14} {g.n_vertices:9d} {row['torch sparse s']:10.4g} "
+                f"{row['torch s']:10.4g} {row['torch s'] / row['torch sparse s']:9.1f}"
             )
     return rows
 
@@ -200,26 +209,6 @@ def _agree(sparse, dense, name):
     error = np.abs(sparse[1] - dense[1]).max()
     if abs(sparse[0] - dense[0]) > 1e-9 * abs(sparse[0]) or error > 1e-6 * scale:
         raise AssertionError(f"{name}: sparse and dense steps disagree ({error:.3g} in grad)")
-
-
-def _median(run, repeat, warm_up=True):
-    """Median seconds per call of ``repeat`` samples; a sample of a fast call repeats it
-    for about 20 ms (one call's time is below the clock's and the loop's noise).
-    """
-    calls = 1
-    if warm_up:
-        run()  # compilation, caches
-        run()
-        start = time.perf_counter()  # sized on a warm call: the first ones compile
-        run()
-        calls = max(1, int(0.02 / max(time.perf_counter() - start, 1e-9)))
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(calls):
-            run()
-        times.append((time.perf_counter() - start) / calls)
-    return float(np.median(times))
 
 
 def main(argv=None):

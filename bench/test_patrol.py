@@ -30,3 +30,15 @@ def test_gradient_step(benchmark, name, step):
     value, grad = benchmark(STEPS[step], g, logits)
     other = patrol_bench.dense_step if step == "sparse" else patrol_bench.sparse_step
     patrol_bench._agree((value, grad), other(g, logits), name)
+
+
+def test_scaling_table_times_dense_only_within_its_limit(capsys):
+    # MUSEUM (70 vertices) is within the dense limit, a 10 x 10 grid is not.
+    rows = patrol_bench.scaling([10], n_robots=2, dense_limit=80, repeat=1, torch_limit=0)
+    assert [row["graph"] for row in rows] == ["MUSEUM", "grid 10x10"]
+    museum, grid = rows
+    assert museum["sparse s"] > 0 and museum["dense s"] > 0
+    assert grid["sparse s"] > 0 and grid["dense s"] is None
+    printed = capsys.readouterr().out
+    ratio = museum["dense s"] / museum["sparse s"]
+    assert f"{ratio:9.1f}" in printed.splitlines()[4]
