@@ -152,10 +152,32 @@ def stationary(graph, logits, *, floor=0.0):
         probability away from underflow.
     """
     graph.require_strongly_connected()
-    probabilities = transition_probabilities(graph, logits, floor=floor)
-    rows = np.atleast_2d(probabilities)
-    mu = _team(graph, rows).mu
-    return mu.reshape(probabilities.shape[:-1] + (graph.n_vertices,))
+    logits = _check_logits(graph, logits)
+    floor = _check_floor(graph, floor)
+    rows = _rows(logits)
+    pattern = _pattern(graph) if graph.n_vertices > 1 else None
+    if pattern is not None and pattern.plan is not None:
+        # One compiled call, the gradient step's first half (MUSEUM, 8 robots: 45-69 us
+        # as separate calls, most of it Python, more than the whole step's 30).
+        scale = _floor_scale(graph, floor) if floor else _NO_SCALE
+        mu, probabilities = np.empty((len(rows), graph.n_vertices)), np.empty_like(rows)
+        robot = _planned_mu(
+            *pattern.plan,
+            pattern.planned_slots,
+            pattern.kept_edges,
+            graph.indptr,
+            graph.indices,
+            rows,
+            floor,
+            scale,
+            mu,
+            probabilities,
+        )
+        if robot >= 0:
+            raise _too_extreme(robot, probabilities, "is not finite")
+    else:
+        mu = _Team(graph, _with_floor(graph, _softmax_of(graph, rows), floor)).mu
+    return mu.reshape(logits.shape[:-1] + (graph.n_vertices,))
 
 
 def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
@@ -206,7 +228,7 @@ def _team_state(graph, logits, eps, floor):
     _require_finite(logits)
     softmax = _softmax_of(graph, logits)
     probabilities = _with_floor(graph, softmax.copy() if floor else softmax, floor)
-    team = _team(graph, probabilities)
+    team = _Team(graph, probabilities)
     value, g = api.value_and_grad(team.mu, eps, backend="cpu")
     grad = team.logit_gradient(g, softmax)
     if floor:
@@ -271,6 +293,51 @@ def _planned_step(
     if not _all_finite(logits):
         return partials, _LOGITS_NOT_FINITE, grad, mu, probabilities
     plan = _elimination.Plan(order, ptr, neighbours, targets)
+    softmax, values, mu_lanes, robot = _planned_chains(
+        plan, slots, kept_edges, indptr, indices, logits, floor, scale, mu, probabilities
+    )
+    if robot >= 0:
+        return partials, robot, grad, mu, probabilities
+    # mu is finite and in [0, 1] (_normalise clips round-off): no value is out of range.
+    g = np.empty_like(mu)
+    partials, _ = cpu.gradient_on_this_thread(mu, eps, g, group, block)
+    h = _lanes.empty((n,))
+    gradient = _lanes.empty((n_edges,))
+    for c, first in enumerate(range(0, n_robots, _lanes.LANES)):
+        _planned_adjoint(plan, values[c], g[first:], mu[first:], h)
+        _chain_rule_lanes(indptr, indices, 0, n, softmax[c], mu_lanes[c], h, gradient)
+        _out_of_lanes(gradient, n_edges, first, 0, grad)
+    if floor:
+        grad *= scale  # dP/dsoftmax
+    return partials, -1, grad, mu, probabilities
+
+
+@_jit
+def _planned_mu(
+    order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, logits, floor, scale,
+    mu, probabilities,
+):  # fmt: skip
+    """:func:`_planned_chains` for finite ``logits`` and the plan of arrays ``order`` ..
+    ``targets``: its status alone.
+    """
+    plan = _elimination.Plan(order, ptr, neighbours, targets)
+    return _planned_chains(
+        plan, slots, kept_edges, indptr, indices, logits, floor, scale, mu, probabilities
+    )[3]
+
+
+@_jit
+def _planned_chains(
+    plan, slots, kept_edges, indptr, indices, logits, floor, scale, mu, probabilities
+):
+    """Set each robot's edge probabilities (the softmax of its finite ``logits``, floored
+    with ``scale`` = 1 - d(s) floor when ``floor``) and stationary distribution, rows of
+    ``probabilities`` and ``mu``; return (the softmax, the plan's factors and mu, each in
+    lanes with an axis of LANES robots in front, status), status -1 or the first robot
+    whose mu is not finite.
+    """
+    n_robots, n_edges = logits.shape
+    n = indptr.size - 1
     chunks = range(0, n_robots, _lanes.LANES)
     softmax = _lanes.empty((len(chunks), n_edges))
     moves = _lanes.empty((len(chunks), n_edges)) if floor else softmax
@@ -289,19 +356,8 @@ def _planned_step(
     for robot in range(n_robots):
         for v in range(n):
             if not np.isfinite(mu[robot, v]):
-                return partials, robot, grad, mu, probabilities
-    # mu is finite and in [0, 1] (_normalise clips round-off): no value is out of range.
-    g = np.empty_like(mu)
-    partials, _ = cpu.gradient_on_this_thread(mu, eps, g, group, block)
-    h = _lanes.empty((n,))
-    gradient = _lanes.empty((n_edges,))
-    for c, first in enumerate(chunks):
-        _planned_adjoint(plan, values[c], g[first:], mu[first:], h)
-        _chain_rule_lanes(indptr, indices, 0, n, softmax[c], mu_lanes[c], h, gradient)
-        _out_of_lanes(gradient, n_edges, first, 0, grad)
-    if floor:
-        grad *= scale  # dP/dsoftmax
-    return partials, -1, grad, mu, probabilities
+                return softmax, values, mu_lanes, robot
+    return softmax, values, mu_lanes, -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -484,125 +540,65 @@ def upper_bound(n_vertices, n_robots):
     return float(-n_vertices * share * np.log(share))
 
 
-def _team(graph, probabilities):
-    """Every robot's chain factored, by the graph's elimination plan when it has one."""
-    if graph.n_vertices > 1 and _pattern(graph).plan is not None:
-        return _PlannedTeam(graph, probabilities)
-    return _FrontalTeam(graph, probabilities)
-
-
 class _Team:
-    """Every robot's chain: LUs of A_i = (I - P_i) without vertex 0 and the stationary
+    """Every robot's chain on a graph without an elimination plan (or of one vertex), by
+    the multifrontal LU: LUs of A_i = (I - P_i) without vertex 0 and the stationary
     distributions, then the adjoint h (the Poisson equation of the module docstring) and
-    dJ/dtheta.
+    dJ/dtheta. The pivots come from A's row sums, as the plan's do.
 
-    Robots go in batches (slices of consecutive robots), factored and solved on up to
-    ``numba.get_num_threads()`` threads: both solvers release the GIL. Subclasses choose
-    the batch size (``_batch_size``), factor a batch (``_factor(robots)``: set
-    ``mu[robots]``, return the factors) and solve its adjoint (``_adjoint``).
+    The robots are factored and solved on up to ``numba.get_num_threads()`` threads
+    (the solver releases the GIL; BLAS runs on one thread in each). The factors go into
+    arrays borrowed from the graph's pattern and given back when the team is freed.
     """
 
     def __init__(self, graph, probabilities):
         self.graph = graph
         self.probabilities = probabilities
-        n_robots = len(probabilities)
-        self.mu = np.ones((n_robots, graph.n_vertices))
-        self.batches = []
+        self.mu = np.ones((len(probabilities), graph.n_vertices))
+        self.factors = []
         if graph.n_vertices > 1:
-            size = self._batch_size()
-            robots = [slice(i, min(i + size, n_robots)) for i in range(0, n_robots, size)]
-            self.batches = list(zip(robots, _in_threads(self._factor, robots), strict=True))
-        infinite = ~np.isfinite(self.mu).all(axis=1)
-        if infinite.any():
-            # Only where a probability (nearly) underflows: the chain then no longer
-            # reaches every vertex in float64.
-            raise _too_extreme(np.flatnonzero(infinite)[0], probabilities, "is not finite")
+            self.borrowed = []
+            weakref.finalize(self, _pattern(graph).give_back, self.borrowed)
+            self.factors = _in_threads(self._factor, range(len(probabilities)))
 
     def logit_gradient(self, g, softmax):
         """dJ/dtheta, shape (N, n_edges), from g = dJ/dmu, shape (N, n), for P =
         ``softmax`` (N, n_edges) of theta: dJ/dsoftmax when a floor scales it.
         """
         h = np.zeros_like(self.mu)
-        _in_threads(lambda batch: self._adjoint(*batch, g, h), self.batches)
+        robots = list(enumerate(self.factors))
+        _in_threads(lambda item: self._adjoint(*item, g, h), robots)
         return _softmax_chain_rule(self.graph, softmax, self.mu, h)
 
-
-class _PlannedTeam(_Team):
-    """The robots' A_i factored by the graph's :class:`_elimination.Plan`, LANES robots
-    in each pass (values and right-hand sides with a lane per robot), a batch a pass.
-    """
-
-    def _batch_size(self):
-        return _lanes.LANES
-
-    def _factor(self, robots):
+    def _factor(self, robot):
+        """Factor robot ``robot``'s A into an array borrowed from the pattern and set its
+        mu; return the factors.
+        """
         pattern = _pattern(self.graph)
-        # NumPy's arrays, not _lanes.empty's: from Python, one of those takes longer to
-        # make (1.9 against 0.6 us) than its aligned rows save.
-        values = np.empty((pattern.plan.n_slots, _lanes.LANES))
-        mu = np.empty((self.graph.n_vertices, _lanes.LANES))
-        probabilities = np.empty((self.graph.n_edges, _lanes.LANES))
-        _into_lanes(self.probabilities, robots.start, 0, self.graph.n_edges, probabilities)
-        _planned_stationary(
-            pattern.plan,
-            pattern.planned_slots,
-            pattern.kept_edges,
-            self.graph.indptr,
-            self.graph.indices,
-            probabilities,
-            values,
-            mu,
-        )
-        self.mu[robots] = mu[:, : robots.stop - robots.start].T
-        return values
-
-    def _adjoint(self, robots, values, g, h):
-        lanes = np.empty((self.graph.n_vertices, _lanes.LANES))
-        _planned_adjoint(_pattern(self.graph).plan, values, g[robots], self.mu[robots], lanes)
-        h[robots] = lanes[:, : robots.stop - robots.start].T
-
-
-class _FrontalTeam(_Team):
-    """The multifrontal LU, for graphs too large for a plan: one robot per batch, the
-    robots on up to ``numba.get_num_threads()`` threads (and BLAS on one thread each).
-    Its pivots come from A's row sums, as the plan's do. The factors go into arrays
-    borrowed from the graph's pattern and given back when the team is freed.
-    """
-
-    def __init__(self, graph, probabilities):
-        self.borrowed = []
-        weakref.finalize(self, _pattern(graph).give_back, self.borrowed)
-        super().__init__(graph, probabilities)
-
-    def _batch_size(self):
-        return 1
-
-    def _factor(self, robots):
-        pattern, robot = _pattern(self.graph), robots.start
-        probabilities = self.probabilities[robots]
-        values = np.concatenate([-probabilities[0, pattern.kept_edges], np.ones(pattern.n)])
+        probabilities = self.probabilities[robot]
+        values = np.concatenate([-probabilities[pattern.kept_edges], np.ones(pattern.n)])
         # A's row sums are the probabilities of moving to vertex 0: exact, with no 1 - sum.
         to_first = np.zeros(pattern.n)
-        to_first[pattern.first_edges[0]] = probabilities[0, pattern.first_edges[1]]
+        to_first[pattern.first_edges[0]] = probabilities[pattern.first_edges[1]]
         factors = pattern.borrow()
         self.borrowed.append(factors)
         with _multifrontal.one_blas_thread():
             _multifrontal.factor(pattern.analysis, values, to_first, factors)
         x = np.empty((pattern.n, 1))
-        _from_first(self.graph.indptr, self.graph.indices, probabilities.T, x)
+        _from_first(self.graph.indptr, self.graph.indices, probabilities[:, None], x)
         _multifrontal.solve(pattern.analysis, factors, x[:, 0], True)
         # Cancellation-free, so x >= 0; not finite only where a move underflowed.
         if not np.isfinite(x).all():
             raise _too_extreme(robot, self.probabilities, "is not finite")
-        _normalise(x, self.mu[robots].T)
+        _normalise(x, self.mu[robot : robot + 1].T)
         return factors
 
-    def _adjoint(self, robots, factors, g, h):
+    def _adjoint(self, robot, factors, g, h):
         pattern = _pattern(self.graph)
         rhs = np.empty((pattern.n, 1))
-        _centred(g[robots], self.mu[robots], rhs)
+        _centred(g[robot : robot + 1], self.mu[robot : robot + 1], rhs)
         _multifrontal.solve(pattern.analysis, factors, rhs[:, 0], False)
-        h[robots, 1:] = rhs.T
+        h[robot, 1:] = rhs[:, 0]
 
 
 def _in_threads(function, items):

@@ -11,6 +11,7 @@ from derivatives import central_differences
 
 import fastcov
 from fastcov import graph, patrol
+from fastcov._lanes import LANES
 
 
 def _dense_transition(g, probabilities):
@@ -356,8 +357,11 @@ def test_a_move_that_underflows_is_reported(solver, monkeypatch):
     theta = np.zeros((2, g.n_edges))
     theta[1, (g.sources == 1) & (g.indices == 1)] = 800.0
     message = r"robot 1 (is not finite|cannot be computed).*smallest is 0\)"
+    solved = _solved_by(solver, g, monkeypatch)
     with pytest.raises(FloatingPointError, match=message):
-        patrol.value_and_grad(_solved_by(solver, g, monkeypatch), theta)
+        patrol.value_and_grad(solved, theta)
+    with pytest.raises(FloatingPointError, match=message):
+        patrol.stationary(solved, theta)
 
 
 def test_a_floor_bounds_every_probability():
@@ -633,20 +637,39 @@ def test_robots_on_threads_give_the_same_step_bit_for_bit(monkeypatch):
 def test_the_compiled_planned_step_is_the_step_written_out(eps, floor, n_robots):
     # On a graph with a plan the whole step is one compiled call; it must be, bit for bit,
     # the composition of the public pieces: the softmax, the planned stationary
-    # distributions, fastcov.value_and_grad (parallel kernel) and the adjoint. (11 robots:
-    # two passes of lanes, the second with spare lanes.)
+    # distributions, fastcov.value_and_grad (parallel kernel) and the adjoint, called one
+    # by one. patrol.stationary is the step's first half. (11 robots: two passes of
+    # lanes, the second with spare lanes.)
     g = graph.load("museum")
     theta = np.random.default_rng(8).standard_normal((n_robots, g.n_edges))
     state = patrol.value_and_grad(g, theta, eps=eps, floor=floor)
     softmax = patrol._softmax_of(g, theta)
     probabilities = patrol.transition_probabilities(g, theta, floor=floor)
-    team = patrol._PlannedTeam(g, probabilities)
-    value, coefficients = fastcov.value_and_grad(team.mu, eps, backend="cpu")
-    grad = team.logit_gradient(coefficients, softmax)
+    pattern = patrol._pattern(g)
+    mu, h = np.empty((2, n_robots, g.n_vertices))
+    passes = [(first, min(LANES, n_robots - first)) for first in range(0, n_robots, LANES)]
+    factors = []
+    for first, count in passes:
+        lanes = np.empty((g.n_edges, LANES))
+        patrol._into_lanes(probabilities, first, 0, g.n_edges, lanes)
+        values, mu_lanes = np.empty((pattern.plan.n_slots, LANES)), np.empty((g.n_vertices, LANES))
+        patrol._planned_stationary(
+            pattern.plan, pattern.planned_slots, pattern.kept_edges, g.indptr, g.indices,
+            lanes, values, mu_lanes,
+        )  # fmt: skip
+        mu[first : first + count] = mu_lanes[:, :count].T
+        factors.append(values)
+    value, coefficients = fastcov.value_and_grad(mu, eps, backend="cpu")
+    for (first, count), values in zip(passes, factors, strict=True):
+        h_lanes = np.empty((g.n_vertices, LANES))
+        patrol._planned_adjoint(pattern.plan, values, coefficients[first:], mu[first:], h_lanes)
+        h[first : first + count] = h_lanes[:, :count].T
+    grad = patrol._softmax_chain_rule(g, softmax, mu, h)
     if floor:
         grad *= patrol._floor_scale(g, floor)
     assert state.value == value
-    np.testing.assert_array_equal(state.mu, team.mu)
+    np.testing.assert_array_equal(state.mu, mu)
+    np.testing.assert_array_equal(patrol.stationary(g, theta, floor=floor), mu)
     np.testing.assert_array_equal(state.probabilities, probabilities)
     np.testing.assert_array_equal(state.grad, grad)
 
