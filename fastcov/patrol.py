@@ -326,7 +326,7 @@ def _planned_mu(
     )[3]
 
 
-@_jit
+@_inline_jit
 def _planned_chains(
     plan, slots, kept_edges, indptr, indices, logits, floor, scale, mu, probabilities
 ):
