@@ -10,9 +10,9 @@ operation here loads whole rows as one ``<LANES x double>`` vector, computes and
 
 Every operation takes 2-D C-contiguous float64 arrays of LANES columns and row indices
 (``out[i] -= a[j] * b[k]``); it does no bounds check, so the caller keeps indices in range
-and the arrays LANES wide (:func:`require_lanes`). Arrays made by :func:`empty` have each
-row in one cache line. Products and differences round as the
-scalar ones do (no fused multiply-add), so each lane is bit for bit the scalar result.
+and the arrays LANES wide (:func:`require_lanes`); arrays made by :func:`empty` have each
+row in one cache line. Products and differences round as the scalar ones do (no fused
+multiply-add), so each lane is bit for bit the scalar result.
 """
 
 import numba
