@@ -168,6 +168,8 @@ def scaling(widths, n_robots, dense_limit, repeat, torch_limit=1100):
     grids = [row for row in rows if row["graph"].startswith("grid")]
     for key in ("sparse s", "dense s"):
         pairs = [(a, b) for a, b in zip(grids, grids[1:], strict=False) if a[key] and b[key]]
+        if not pairs:  # the dense step timed on fewer than two grids
+            continue
         slopes = [np.log(b[key] / a[key]) / np.log(b["vertices"] / a["vertices"]) for a, b in pairs]
         text = ", ".join(
             f"{a['vertices']}->{b['vertices']}: {s:.2f}"

@@ -42,3 +42,5 @@ def test_scaling_table_times_dense_only_within_its_limit(capsys):
     printed = capsys.readouterr().out
     ratio = museum["dense s"] / museum["sparse s"]
     assert f"{ratio:9.1f}" in printed.splitlines()[4]
+    # One grid: no growth rate, and no line that promises one.
+    assert "growth" not in printed
