@@ -161,18 +161,7 @@ def stationary(graph, logits, *, floor=0.0):
         # as separate calls, most of it Python, more than the whole step's 30).
         scale = _floor_scale(graph, floor) if floor else _NO_SCALE
         mu, probabilities = np.empty((len(rows), graph.n_vertices)), np.empty_like(rows)
-        robot = _planned_mu(
-            *pattern.plan,
-            pattern.planned_slots,
-            pattern.kept_edges,
-            graph.indptr,
-            graph.indices,
-            rows,
-            floor,
-            scale,
-            mu,
-            probabilities,
-        )
+        robot = _planned_mu(*pattern.planned_arrays, rows, floor, scale, mu, probabilities)
         if robot >= 0:
             raise _too_extreme(robot, probabilities, "is not finite")
     else:
@@ -243,19 +232,8 @@ def _planned_state(graph, pattern, logits, eps, floor):
     """
     group, block, _ = cpu.partition(len(logits))
     scale = _floor_scale(graph, floor) if floor else _NO_SCALE
-    # The plan goes as its arrays: a named tuple argument took Numba 0.9 us to type.
     partials, robot, grad, mu, probabilities = _planned_step(
-        *pattern.plan,
-        pattern.planned_slots,
-        pattern.kept_edges,
-        graph.indptr,
-        graph.indices,
-        logits,
-        floor,
-        scale,
-        eps,
-        group,
-        block,
+        *pattern.planned_arrays, logits, floor, scale, eps, group, block
     )
     if robot == _LOGITS_NOT_FINITE:
         _require_finite(logits)
@@ -747,7 +725,8 @@ class _Pattern:
     -P(e) for each edge e = kept_edges[k] between vertices other than 0, at (rows[k],
     columns[k]) (vertex v at row and column v - 1), then the diagonal (a self-loop shares
     its place). A graph small enough gets an elimination plan (``plan``, and where the
-    entries go in its values, ``planned_slots``), and so does a larger one whose nested
+    entries go in its values, ``planned_slots``; the arrays the compiled planned calls
+    take first, ``planned_arrays``), and so does a larger one whose nested
     dissection is poor while a minimum-degree elimination is cheap (a tree-like map);
     any other a multifrontal analysis
     (``analysis``) and the edges into vertex 0 (``first_edges``: A's rows, the edges),
@@ -777,6 +756,14 @@ class _Pattern:
                 self.first_edges = (sources[into_first], into_first)
         if self.plan is not None:
             self.planned_slots = self.plan.slots(rows, columns)
+            # The plan goes as its arrays: a named tuple argument took Numba 0.9 us to type.
+            self.planned_arrays = (
+                *self.plan,
+                self.planned_slots,
+                self.kept_edges,
+                graph.indptr,
+                graph.indices,
+            )
         self._spare_factors = []
         self._lock = threading.Lock()
 
