@@ -173,13 +173,13 @@ class Graph:
         Raises
         ------
         ValueError
-            A matrix that is not square or holds a NaN or an infinity; labels of the wrong
-            length or that repeat; an unknown ``start``.
+            A matrix that is not 2-D and square or holds a NaN or an infinity; labels of
+            the wrong length or that repeat; an unknown ``start``.
+        TypeError
+            A matrix that does not hold numbers (bool, integer, float or complex).
         """
-        matrix = scipy.sparse.coo_array(adjacency)
+        matrix = _square_matrix(adjacency)
         n = matrix.shape[0]
-        if n != matrix.shape[1]:
-            raise ValueError(f"adjacency must be square, got shape {matrix.shape}")
         if not np.isfinite(matrix.data).all():
             k = np.flatnonzero(~np.isfinite(matrix.data))[0]
             raise ValueError(
@@ -421,6 +421,20 @@ def _positions_array(positions, n):
         v = np.flatnonzero(~np.isfinite(array).all(axis=1))[0]
         raise ValueError(f"positions[{v}] = {tuple(array[v].tolist())} is not finite")
     return array
+
+
+def _square_matrix(adjacency):
+    """``adjacency`` (dense or SciPy sparse) as a square COO array. SciPy makes COO arrays
+    of any number of axes, whose ``row`` and ``col`` are the last two: a 3-D array would
+    otherwise pass as a graph.
+    """
+    if not scipy.sparse.issparse(adjacency):
+        adjacency = np.asarray(adjacency)
+    if adjacency.dtype.kind not in "biufc":
+        raise TypeError(f"adjacency must hold numbers; got dtype {adjacency.dtype}")
+    if len(adjacency.shape) != 2 or adjacency.shape[0] != adjacency.shape[1]:
+        raise ValueError(f"adjacency must be a square matrix, got shape {adjacency.shape}")
+    return scipy.sparse.coo_array(adjacency)
 
 
 def _object_array(labels):

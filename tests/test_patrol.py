@@ -92,6 +92,13 @@ def test_graph_arguments_are_checked():
         graph.Graph.from_adjacency(ring, start=5)
     with pytest.raises(ValueError, match="labels has 2 entries for 3 vertices"):
         graph.Graph.from_adjacency(ring, labels=["x", "y"])
+    for shape in [(3,), (2, 3), (3, 3, 3), ()]:
+        with pytest.raises(ValueError, match=r"adjacency must be a square matrix, got shape"):
+            graph.Graph.from_adjacency(np.ones(shape))
+    with pytest.raises(ValueError, match=r"adjacency must be a square matrix, got shape \(2, 3\)"):
+        graph.Graph.from_adjacency(scipy.sparse.csr_array(np.ones((2, 3))))
+    with pytest.raises(TypeError, match="adjacency must hold numbers; got dtype <U1"):
+        graph.Graph.from_adjacency([["a", "b"], ["c", "d"]])
 
 
 @pytest.mark.parametrize(
