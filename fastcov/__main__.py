@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from . import __version__
+from . import __version__, _checks
 
 
 def main(argv=None):
@@ -87,11 +87,13 @@ def _run(args):
     from . import value_and_grad
 
     mu = _load_npy(args.mu)
+    output = args.output or os.path.splitext(args.mu)[0] + ".grad.npy"
+    _checks.output_folder(output)
     start = time.perf_counter()
     value, gradient = value_and_grad(mu, args.eps, backend=args.backend)
     seconds = time.perf_counter() - start
-    output = args.output or os.path.splitext(args.mu)[0] + ".grad.npy"
-    np.save(output, gradient)
+    with open(output, "wb") as file:  # np.save would add ".npy" to a path without it
+        np.save(file, gradient)
     print(
         f"mu: {gradient.shape[0]} agents x {math.prod(gradient.shape[1:])} states, {gradient.dtype}"
     )

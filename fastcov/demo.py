@@ -138,6 +138,7 @@ def main(args):
         no_figure = plot.layout_refusal(graph)
         if no_figure is None:
             _checks.output_folder(args.output)
+            plot.figure_format(args.output)
     if no_figure is not None:
         print(f"no figure: {no_figure}")
     bar = _ProgressBar(sys.stderr)

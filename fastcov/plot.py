@@ -3,6 +3,8 @@
 Importing this module raises ImportError when matplotlib is missing; callers catch it.
 """
 
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed, none assumed
@@ -10,10 +12,11 @@ matplotlib.use("Agg")  # files only: no display needed, none assumed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.sparse.csgraph  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 
 from . import api, patrol  # noqa: E402
 
-__all__ = ["demo_figure", "draw_coverage", "layout"]
+__all__ = ["demo_figure", "draw_coverage", "figure_format", "layout"]
 
 #: Graphs larger than this get no computed layout (it costs O(n^2) memory).
 LAYOUT_LIMIT = 3000
@@ -46,8 +49,29 @@ def demo_figure(demo, path):
     axes[2].set_title("learning curve")
     axes[2].legend(loc="lower right")
     figure.suptitle(f"{graph.name}: {n_robots} robots, {graph.n_vertices} vertices")
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, format=figure_format(path))
     plt.close(figure)
+
+
+def figure_format(path):
+    """The format a figure is written to ``path`` in: that of its extension (in any case),
+    or PNG where it has none, written to ``path`` itself (matplotlib alone would add
+    ".png" to the name).
+
+    Raises
+    ------
+    ValueError
+        An extension matplotlib cannot write; a command asks before its long work.
+    """
+    extension = os.path.splitext(path)[1][1:].lower()
+    if not extension:
+        return "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if extension not in formats:
+        raise ValueError(
+            f"cannot write a figure to {path}: matplotlib writes {', '.join(sorted(formats))}"
+        )
+    return extension
 
 
 def draw_coverage(axis, graph, values, positions, *, vmax=None):

@@ -35,6 +35,19 @@ def test_run_prints_entropy_and_saves_gradient(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "g.npy"), g)
 
 
+def test_run_writes_the_path_it_is_given_and_checks_its_folder_first(tmp_path):
+    mu = np.random.default_rng(1).random((2, 5))
+    np.save(tmp_path / "mu.npy", mu)
+    result = _fastcov("run", str(tmp_path / "mu.npy"), "-o", str(tmp_path / "g"))
+    assert result.returncode == 0, result.stderr
+    assert f"g written to {tmp_path / 'g'} " in result.stdout
+    assert not (tmp_path / "g.npy").exists()  # np.save alone would have named it so
+    np.testing.assert_array_equal(np.load(tmp_path / "g"), fastcov.grad(mu))
+    result = _fastcov("run", str(tmp_path / "mu.npy"), "-o", str(tmp_path / "none" / "g.npy"))
+    assert result.returncode == 1
+    assert "there is no folder" in result.stderr and result.stdout == ""
+
+
 def test_run_reports_bad_input(tmp_path):
     np.save(tmp_path / "mu.npy", np.array([[0.5, 2.0]]))
     result = _fastcov("run", str(tmp_path / "mu.npy"))

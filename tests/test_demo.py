@@ -161,3 +161,23 @@ def test_demo_checks_the_output_folder_before_training(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "there is no folder" in printed.err
     assert printed.out == ""  # said before the training, not after
+
+
+def test_demo_checks_the_figure_format_before_training(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert main(["demo", "--graph", "house", "-o", str(tmp_path / "x.npy")]) == 1
+    printed = capsys.readouterr()
+    assert f"cannot write a figure to {tmp_path / 'x.npy'}: matplotlib writes " in printed.err
+    assert printed.out == ""  # said before the training, not after
+
+
+def test_a_figure_goes_to_the_path_given_in_the_format_of_its_extension(tmp_path, capsys):
+    plot = pytest.importorskip("fastcov.plot")
+    assert plot.figure_format("a/b.SVG") == "svg" and plot.figure_format("b") == "png"
+    for name, magic in (("figure", b"\x89PNG"), ("figure.PDF", b"%PDF")):
+        figure = tmp_path / name
+        arguments = ["--graph", "house", "--iterations", "1", "--steps", "10", "-o", str(figure)]
+        assert main(["demo", *arguments]) == 0
+        assert f"figure written to {figure}" in capsys.readouterr().out
+        assert figure.read_bytes().startswith(magic)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["figure", "figure.PDF"]
