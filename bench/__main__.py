@@ -186,10 +186,9 @@ def _side_measurements(repeat):
 
 def _plot(rows, path):
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+
+        from fastcov.plot import figure_format  # which also picks the file-only backend
     except ImportError:
         print("# no plot: matplotlib is not installed")
         return
@@ -214,7 +213,7 @@ def _plot(rows, path):
         axis.set_ylabel("effective GB/s (mu + g)")
     axes[0][0].legend(fontsize="small")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, format=figure_format(path))
     print(f"# wrote {path}")
 
 
@@ -253,7 +252,7 @@ def _parser():
     )
     parser.add_argument("--repeat", type=_positive, help="timings per median (default 7, quick 3)")
     parser.add_argument("--json", type=_output_path, default="bench-results.json")
-    parser.add_argument("--plot", type=_output_path, default="bench-results.png")
+    parser.add_argument("--plot", type=_figure_path, default="bench-results.png")
     return parser
 
 
@@ -263,6 +262,20 @@ def _output_path(text):
     """
     try:
         _checks.output_folder(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _figure_path(text):
+    """A ``--plot`` path: an output path whose format matplotlib, where installed, writes."""
+    text = _output_path(text)
+    try:
+        from fastcov import plot
+    except ImportError:  # no matplotlib: no plot is written
+        return text
+    try:
+        plot.figure_format(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text

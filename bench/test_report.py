@@ -65,6 +65,17 @@ def test_an_output_in_no_folder_is_refused_before_the_run(option, tmp_path, caps
     assert "copy" not in error.out  # no measurement ran
 
 
+def test_a_plot_format_matplotlib_cannot_write_is_refused_before_the_run(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "plot.npy"
+    with pytest.raises(SystemExit) as exit_info:
+        report.main(["--sizes", "2x1e3", "--impl", "copy", "--plot", str(path)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr()
+    assert f"cannot write a figure to {path}: matplotlib writes " in error.err
+    assert "copy" not in error.out  # no measurement ran
+
+
 def test_state_sweeps_are_timed_beside_a_read():
     times = measure.state_sweeps(3, 5000, np.float32, 2)
     assert list(times) == ["coverage", "state_weights", "entropy", "read"]
