@@ -159,8 +159,8 @@ def stationary(graph, logits, *, floor=0.0):
     if pattern is not None and pattern.plan is not None:
         # One compiled call, the gradient step's first half (MUSEUM, 8 robots: 45-69 us
         # as separate calls, most of it Python, more than the whole step's 30).
-        scale = _floor_scale(graph, floor) if floor else _NO_SCALE
         mu, probabilities = np.empty((len(rows), graph.n_vertices)), np.empty_like(rows)
+        scale = _planned_scale(graph, floor)
         robot = _planned_mu(*pattern.planned_arrays, rows, floor, scale, mu, probabilities)
         if robot >= 0:
             raise _too_extreme(robot, probabilities, "is not finite")
@@ -231,9 +231,8 @@ def _planned_state(graph, pattern, logits, eps, floor):
     separate calls' overhead was most of the step).
     """
     group, block, _ = cpu.partition(len(logits))
-    scale = _floor_scale(graph, floor) if floor else _NO_SCALE
     partials, robot, grad, mu, probabilities = _planned_step(
-        *pattern.planned_arrays, logits, floor, scale, eps, group, block
+        *pattern.planned_arrays, logits, floor, _planned_scale(graph, floor), eps, group, block
     )
     if robot == _LOGITS_NOT_FINITE:
         _require_finite(logits)
@@ -242,6 +241,13 @@ def _planned_state(graph, pattern, logits, eps, floor):
         # every vertex in float64.
         raise _too_extreme(robot, probabilities, "is not finite")
     return PatrolState(math.fsum(partials.tolist()), grad, mu, probabilities)
+
+
+def _planned_scale(graph, floor):
+    """The planned compiled calls' ``scale``: :func:`_floor_scale`, or no entries where
+    there is no floor (the plain softmax, which they then leave unscaled).
+    """
+    return _floor_scale(graph, floor) if floor else _NO_SCALE
 
 
 _NO_SCALE = np.ones(0)
