@@ -47,6 +47,7 @@ C-contiguous outputs of mu's dtype (float64 for J); they raise
 import contextlib
 import functools
 import math
+import os
 import threading
 
 import numba
@@ -236,8 +237,10 @@ def _tiles_pay(g_dtype, n_agents):
 
 def _partitioned(kernel, serial, mu, *args):
     """``kernel(mu, *args, *partition(N))``, on no more threads than it has chunks; a call
-    of one chunk runs ``serial`` (the same blocks in the same order, so the same bits) on
-    this thread, without the threading layer.
+    of one chunk runs ``serial`` (the same chunks and blocks in the same order, so the
+    same bits) on this thread, without the threading layer, and so does every call in a
+    process forked from one whose parallel kernels ran on GNU OpenMP
+    (:func:`_forked_from_gnu_openmp`).
 
     A small call then wakes no thread that would only wait: at N = 4, S = 1e3 (one chunk)
     a call took 19 us on two threads and 14 us on one, and 52 us on a 16-thread machine.
@@ -248,7 +251,7 @@ def _partitioned(kernel, serial, mu, *args):
     _, block, max_chunks = agents_partition = partition(mu.shape[0])
     # The compiled function's Python original: a call into Numba from Python costs more.
     chunks = max(1, _chunking.py_func(mu.shape[1], block, max_chunks)[1])
-    if chunks == 1:
+    if chunks == 1 or _forked_from_gnu_openmp():
         return serial(mu, *args, *agents_partition)
     threads = numba.get_num_threads()
     with _launch_lock():
@@ -267,14 +270,44 @@ def _launch_lock():
     (Numba picks it where neither TBB nor OpenMP loads); no lock under TBB or OpenMP,
     which are threadsafe. Until a first launch has made Numba choose, the lock too.
     """
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet
-        layer = None
+    layer = _threading_layer()
     return _WORKQUEUE_LOCK if layer in (None, "workqueue") else contextlib.nullcontext()
 
 
+def _threading_layer():
+    """The threading layer Numba launched its parallel kernels on, or None before the first."""
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
+def _forked_from_gnu_openmp():
+    """Whether this process was forked (multiprocessing's default on Linux) from one whose
+    parallel kernels ran on GNU OpenMP, which cannot run in such a child: Numba
+    terminates a child that launches one (and a multiprocessing pool then waits forever
+    for its result). The kernels' one-chunk path gives the same bits on this thread.
+    """
+    return _INHERITED_LAYER == "omp" and _gnu_openmp()
+
+
+@functools.cache
+def _gnu_openmp():
+    from numba.np.ufunc import omppool
+
+    return omppool.openmp_vendor == "GNU"
+
+
+def _after_fork_in_child():
+    # Only what is safe between fork and exec: no import, no lock taken.
+    global _INHERITED_LAYER, _WORKQUEUE_LOCK
+    _INHERITED_LAYER = _threading_layer()
+    _WORKQUEUE_LOCK = threading.Lock()  # one held by another thread at the fork stays held
+
+
+_INHERITED_LAYER = None
 _WORKQUEUE_LOCK = threading.Lock()
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _raise_if_bad(bad, array):
@@ -360,7 +393,9 @@ _FIRST = np.int64(0)
 
 @_jit
 def _sweep_on_this_thread(mu, eps, what, states_out, grad_out, stream, group, block, max_chunks):
-    """:func:`_sweep_kernel` as one chunk, on the calling thread."""
+    """:func:`_sweep_kernel` as one chunk, on the calling thread: the same bits whatever
+    the kernel's chunk count, as each block's results are its own.
+    """
     n_blocks = _chunking(mu.shape[1], block, max_chunks)[0]
     partials = np.zeros(n_blocks)
     bad = _sweep_blocks(
@@ -439,12 +474,19 @@ def _policy_gradient_kernel(mu, dmu, eps, check, group, block, max_chunks):
 
 @_jit
 def _policy_gradient_on_this_thread(mu, dmu, eps, check, group, block, max_chunks):
-    """:func:`_policy_gradient_kernel` as one chunk, on the calling thread."""
-    n_blocks = _chunking(mu.shape[1], block, max_chunks)[0]
-    partials = np.zeros((1, mu.shape[0], dmu.shape[2]))
-    bad_mu, bad_dmu = _policy_gradient_blocks(
-        mu, dmu, eps, check, group, block, _FIRST, n_blocks, partials[0]
-    )
+    """:func:`_policy_gradient_kernel`'s chunks one after another, on the calling thread,
+    each into its own partials as there: the same sums, so the same bits.
+    """
+    n_blocks, n_chunks = _chunking(mu.shape[1], block, max_chunks)
+    partials = np.zeros((n_chunks, mu.shape[0], dmu.shape[2]))
+    bad_mu = bad_dmu = 0
+    for chunk in range(n_chunks):
+        first, last = _chunk_blocks(chunk, n_chunks, n_blocks)
+        chunk_bad_mu, chunk_bad_dmu = _policy_gradient_blocks(
+            mu, dmu, eps, check, group, block, first, last, partials[chunk]
+        )
+        bad_mu += chunk_bad_mu
+        bad_dmu += chunk_bad_dmu
     return partials, bad_mu, bad_dmu
 
 

@@ -54,10 +54,11 @@ def test_repeat_calls_and_thread_counts_agree_bitwise(restore_threads, dtype):
     [("sweep", np.float64), ("sweep", np.float32), ("policy_gradient", np.float64)],
 )
 def test_one_chunk_on_this_thread_is_the_parallel_kernels(n_agents, what, dtype):
-    # A call of one chunk skips the threading layer: its serial driver must give the
-    # parallel kernel's bits (several blocks, a padded group, bad values counted; a
-    # float32 g written straight (N <= 8) or rounded from a float64 block, streamed and
-    # not).
+    # A call of one chunk, or any call in a process forked after GNU OpenMP started,
+    # skips the threading layer: its serial driver must give the parallel kernel's bits
+    # (several blocks, a padded group, bad values counted; a float32 g written straight
+    # (N <= 8) or rounded from a float64 block, streamed and not; the policy gradient's
+    # partial sums of one chunk and of three).
     from fastcov import _interleave, cpu
 
     rng = np.random.default_rng(n_agents)
@@ -84,10 +85,12 @@ def test_one_chunk_on_this_thread_is_the_parallel_kernels(n_agents, what, dtype)
         for n_params in (2, _interleave.MAX_PARAMETERS + 1):
             dmu = rng.standard_normal((n_agents, n_states, n_params))
             dmu[0, 5, 1] = np.nan
-            parallel = cpu._policy_gradient_kernel(mu, dmu, 1e-9, True, group, block, 1)
-            serial = cpu._policy_gradient_on_this_thread(mu, dmu, 1e-9, True, group, block, 1)
-            _assert_bit_identical(parallel, serial)
-            assert parallel[1:] == (1, 1)
+            for max_chunks in (1, 3):
+                args = (mu, dmu, 1e-9, True, group, block, max_chunks)
+                parallel = cpu._policy_gradient_kernel(*args)
+                serial = cpu._policy_gradient_on_this_thread(*args)
+                _assert_bit_identical(parallel, serial)
+                assert parallel[0].shape[0] == max_chunks and parallel[1:] == (1, 1)
 
 
 def test_entropy_sum_at_ten_million_states_matches_fsum():
@@ -156,6 +159,30 @@ print(numba.threading_layer(), len(wrong), any(wrong))
     used, calls, wrong = result.stdout.split()
     assert (used == "workqueue") == (layer == "workqueue")
     assert (calls, wrong) == ("160", "False")
+
+
+def test_a_process_forked_after_the_kernels_ran_computes_the_same_bits():
+    # multiprocessing's default start on Linux is fork. GNU OpenMP cannot run in a child
+    # forked after it started: Numba terminates one that launches a parallel kernel, and
+    # the pool then waits for its result forever. fastcov runs such a child's calls on
+    # its own thread, which gives the same bits.
+    script = """
+import multiprocessing, numba, numpy as np, fastcov
+mu = np.random.default_rng(0).random((8, 100_000))
+dmu = np.random.default_rng(1).random((8, 100_000, 2))
+def results(_):
+    return fastcov.value_and_grad(mu), fastcov.policy_gradient(mu, dmu)
+(J, g), pg = results(None)  # the threading layer starts here
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    children = pool.map_async(results, range(2)).get(timeout=120)
+same = all(v == J and np.array_equal(h, g) and np.array_equal(p, pg) for (v, h), p in children)
+print(numba.threading_layer(), same)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[1] == "True", result.stdout
 
 
 def test_a_kernel_from_the_disk_cache_runs_the_standalone_loop_with_the_same_bits(tmp_path):
