@@ -131,7 +131,12 @@ def policy_gradient(mu, dmu, eps, out, check):
     # g goes in a float64 block, never streamed
     _bind_hot_loop(mu.dtype, np.dtype(np.float64), mu.shape[0], streams=False)
     partials, bad_mu, bad_dmu = _partitioned(
-        _policy_gradient_kernel, _policy_gradient_on_this_thread, mu, dmu, eps, check
+        _policy_gradient_kernel,
+        _policy_gradient_on_this_thread,
+        mu,
+        _kernel_input(dmu),
+        eps,
+        check,
     )
     _raise_if_bad(check and bad_mu, "mu")
     _raise_if_bad(bad_dmu, "dmu")
@@ -248,6 +253,7 @@ def _partitioned(kernel, serial, mu, *args):
     count, took 5.5 us of it (here: the kernel 7.9 us on one thread, the count 2.1 us,
     the serial driver 4.5 us).
     """
+    mu = _kernel_input(mu)
     _, block, max_chunks = agents_partition = partition(mu.shape[0])
     # The compiled function's Python original: a call into Numba from Python costs more.
     chunks = max(1, _chunking.py_func(mu.shape[1], block, max_chunks)[1])
@@ -262,6 +268,36 @@ def _partitioned(kernel, serial, mu, *args):
             return kernel(mu, *args, *agents_partition)
         finally:
             numba.set_num_threads(threads)
+
+
+def _kernel_input(array):
+    """``array`` itself where it is writeable, else the same memory as an array NumPy
+    calls writeable, which the kernels, compiled for writeable inputs, take as they are.
+
+    They never write their inputs; but a read-only one (``np.asarray`` of a JAX array,
+    ``np.load(..., mmap_mode="r")``, ``np.frombuffer``) is a type of its own to Numba,
+    which would compile every kernel again for it (N = 4 float64: 67 s on a busy 2-core
+    Xeon, once per machine), and copying it would double the traffic of a pass over it.
+    """
+    if array.flags.writeable:
+        return array
+    return np.asarray(_WriteableView(array))
+
+
+class _WriteableView:
+    """The ``__array_interface__`` of a C-contiguous ``array`` with its read-only flag
+    cleared; the array made from it keeps this object, and so ``array``, alive.
+    """
+
+    def __init__(self, array):
+        self.array = array
+        pointer, _ = array.__array_interface__["data"]
+        self.__array_interface__ = {
+            "shape": array.shape,
+            "typestr": array.dtype.str,
+            "data": (pointer, False),
+            "version": 3,
+        }
 
 
 def _launch_lock():

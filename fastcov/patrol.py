@@ -1009,7 +1009,10 @@ def _logits_array(graph, logits, ndims=(1, 2)):
     dimensions as ``ndims`` allows.
     """
     logits = np.asarray(api._unmasked(logits, "logits"))
-    logits = api._require_real(logits, "logits").astype(np.float64, copy=False)
+    # A copy where read-only as well: the compiled steps take writeable arrays, and a
+    # read-only one would compile them again for its type (MUSEUM: 12 s).
+    copy = not logits.flags.writeable
+    logits = api._require_real(logits, "logits").astype(np.float64, copy=copy)
     if logits.ndim not in ndims or logits.shape[-1] != graph.n_edges:
         shapes = " or ".join(("(n_edges,)", "(N, n_edges)")[ndim - 1] for ndim in ndims)
         raise ValueError(

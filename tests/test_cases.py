@@ -130,6 +130,34 @@ def test_non_contiguous_input(backend):
         )
 
 
+def test_read_only_input_is_read_in_place(backend):
+    # np.asarray of a JAX array, np.load(..., mmap_mode="r") and np.frombuffer are
+    # read-only. The CPU kernels read such input as they are, without compiling again for
+    # its type (a second set of kernels, once per machine).
+    from fastcov import cpu
+
+    rng = np.random.default_rng(6)
+    # On the CPU three blocks, so three chunks: in parallel. (The CUDA simulator is slow.)
+    n_states = 5000 if backend == "cpu" else 64
+    mu = rng.random((8, n_states))
+    dmu = rng.standard_normal((8, n_states, 2))
+    J, g = fastcov.value_and_grad(mu, backend=backend)
+    pg = fastcov.policy_gradient(mu, dmu, backend=backend)
+    kernels = [cpu._sweep_kernel, cpu._policy_gradient_kernel]
+    compiled = [len(kernel.signatures) for kernel in kernels]
+    frozen_mu = np.frombuffer(mu.tobytes()).reshape(mu.shape)
+    frozen_dmu = dmu.copy()
+    frozen_dmu.flags.writeable = False
+    assert not frozen_mu.flags.writeable
+    frozen_J, frozen_g = fastcov.value_and_grad(frozen_mu, backend=backend)
+    assert frozen_J == J
+    np.testing.assert_array_equal(frozen_g, g)
+    frozen_pg = fastcov.policy_gradient(frozen_mu, frozen_dmu, backend=backend)
+    np.testing.assert_array_equal(frozen_pg, pg)
+    np.testing.assert_array_equal(frozen_mu, mu)
+    assert [len(kernel.signatures) for kernel in kernels] == compiled
+
+
 def test_out_is_returned_and_filled(backend, dtype):
     rng = np.random.default_rng(2)
     mu = rng.random((3, 4, 5)).astype(dtype)

@@ -371,6 +371,24 @@ def test_a_move_that_underflows_is_reported(solver, monkeypatch):
         patrol.stationary(solved, theta)
 
 
+def test_read_only_logits_run_the_compiled_steps_of_writeable_ones():
+    g = graph.load("museum")
+    theta = np.random.default_rng(12).standard_normal((4, g.n_edges))
+    state = patrol.value_and_grad(g, theta)
+    mu = patrol.stationary(g, theta)
+    probabilities = patrol.transition_probabilities(g, theta)
+    steps = [patrol._planned_step, patrol._planned_mu, patrol._softmax]
+    compiled = [len(step.signatures) for step in steps]
+    frozen = theta.copy()
+    frozen.flags.writeable = False
+    frozen_state = patrol.value_and_grad(g, frozen)
+    assert frozen_state.value == state.value
+    np.testing.assert_array_equal(frozen_state.grad, state.grad)
+    np.testing.assert_array_equal(patrol.stationary(g, frozen), mu)
+    np.testing.assert_array_equal(patrol.transition_probabilities(g, frozen), probabilities)
+    assert [len(step.signatures) for step in steps] == compiled
+
+
 def test_a_floor_bounds_every_probability():
     g = GRAPHS["directed-stay"]  # out-degrees 2 and 3
     theta = np.random.default_rng(10).standard_normal((2, g.n_edges)) * 50.0
