@@ -322,13 +322,15 @@ def _forked_from_gnu_openmp():
     """Whether this process was forked (multiprocessing's default on Linux) from one whose
     parallel kernels ran on GNU OpenMP, which cannot run in such a child: Numba
     terminates a child that launches one (and a multiprocessing pool then waits forever
-    for its result). The kernels' one-chunk path gives the same bits on this thread.
+    for its result). The serial drivers walk the kernels' chunks, so they give the same
+    bits on this thread.
     """
     return _INHERITED_LAYER == "omp" and _gnu_openmp()
 
 
 @functools.cache
 def _gnu_openmp():
+    """Whether Numba's OpenMP layer is built on GNU OpenMP (Intel's is fork-safe)."""
     from numba.np.ufunc import omppool
 
     return omppool.openmp_vendor == "GNU"
