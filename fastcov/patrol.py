@@ -404,8 +404,9 @@ def train(
     seed : int or numpy.random.Generator
         Draws the default logits (anything ``numpy.random.default_rng`` takes).
     tol : float, optional
-        Stop once a full round (N steps for "one-at-a-time", else one) raised J by less
-        than ``tol``.
+        Stop once a full round (N steps for "one-at-a-time", else one) changed J by less
+        than ``tol`` either way (a fall larger than ``tol``, as Adam's early steps may
+        take, does not stop it).
     callback : callable, optional
         Called as ``callback(step, state)`` after computing each step's
         :class:`PatrolState`; returning True stops the training.
@@ -426,9 +427,9 @@ def train(
     """
     n_robots = _checks.integer(n_robots, "n_robots", minimum=1)
     iterations = _checks.integer(iterations, "iterations", minimum=0)
-    if not (isinstance(learning_rate, numbers.Real) and 0.0 < learning_rate < math.inf):
+    if not (_is_number(learning_rate) and 0.0 < learning_rate < math.inf):
         raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
-    if tol is not None and not (isinstance(tol, numbers.Real) and tol >= 0.0):
+    if tol is not None and not (_is_number(tol) and tol >= 0.0):
         raise ValueError(f"tol must be a number >= 0 or None, got {tol!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
@@ -458,7 +459,7 @@ def train(
         converged = (
             tol is not None
             and step >= round_length
-            and history[-1] - history[-1 - round_length] < tol
+            and abs(history[-1] - history[-1 - round_length]) < tol
         )
         if step == iterations or converged:
             break
@@ -477,6 +478,11 @@ def train(
             learning_rate,
         )
     return TrainResult(theta, np.asarray(history), state)
+
+
+def _is_number(value):
+    """Whether ``value`` is a real number (a bool, which is one to Python, is not)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
 @_jit

@@ -584,10 +584,10 @@ def test_training_rejects_logits_for_another_team():
         patrol.train(g, 2.5)
     with pytest.raises(ValueError, match="iterations must be >= 0, got -1"):
         patrol.train(g, 2, iterations=-1)
-    for rate in (0.0, -0.1, np.nan, np.inf, "0.1"):
+    for rate in (0.0, -0.1, np.nan, np.inf, "0.1", True):
         with pytest.raises(ValueError, match="learning_rate must be a positive finite number"):
             patrol.train(g, 2, learning_rate=rate)
-    for tol in (-1e-3, np.nan):
+    for tol in (-1e-3, np.nan, False):
         with pytest.raises(ValueError, match="tol must be a number >= 0 or None"):
             patrol.train(g, 2, tol=tol)
     with pytest.raises(ValueError, match="seed -1 cannot seed a random generator"):
@@ -602,6 +602,11 @@ def test_training_stops_at_tolerance_and_on_callback():
     g = graph.load("house")
     early = patrol.train(g, 2, iterations=500, tol=1e30)
     assert early.history.shape == (2,)
+    # Adam's second step lowers J by more than tol here: training goes on until J settles.
+    settled = patrol.train(g, 2, iterations=500, tol=1e-3)
+    changes = np.diff(settled.history)
+    assert changes[1] < -1e-3
+    assert abs(changes[-1]) < 1e-3 and (np.abs(changes[:-1]) >= 1e-3).all()
     stopped = patrol.train(g, 2, iterations=500, callback=lambda step, state: step == 3)
     assert stopped.history.shape == (4,)
 
