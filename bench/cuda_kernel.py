@@ -24,11 +24,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.cuda_kernel", description=__doc__)
     parser.add_argument("--sizes", type=_sizes, default=SIZES, help="e.g. 8x1e8,32x1e7")
     args = parser.parse_args(argv)
-    from numba import cuda
-
     from fastcov import cuda as backend
 
-    backend.require()
+    try:
+        backend.require()
+    except RuntimeError as error:  # no GPU, no driver: said in a line, not a traceback
+        parser.exit(1, f"{parser.prog}: {error}\n")
+    from numba import cuda
+
     header = ("dtype", "N", "S", "kernel", "regs", "kernel ms", "call ms", "copy ms", "copy/kern")
     print("{:8} {:>3} {:>6} {:8} {:>4} {:>9} {:>8} {:>8} {:>9}".format(*header))
     for dtype in (np.float32, np.float64):

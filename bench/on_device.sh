@@ -9,8 +9,12 @@
 # numpy 2.5.2, with which numba-cuda 0.30.4 does not import (np.row_stack is gone): carry a
 # numpy 2.4 wheel and put it first on PYTHONPATH (see /work/.library/device/README.md).
 set -uo pipefail
-part=$1
+part=${1:-}
 out=${2:-.}
+if [[ $part != cuda && $part != host ]]; then
+    echo "usage: bash bench/on_device.sh cuda|host [OUTDIR]" >&2
+    exit 2
+fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 python=python3
 run() {  # run SECONDS NAME COMMAND...: a bounded step, its output kept in OUTDIR/NAME.log

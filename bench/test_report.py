@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
+import fastcov
 from bench import __main__ as report
-from bench import measure
+from bench import cuda_kernel, measure
 
 
 def test_interleaved_timings_alternate_and_time_each_run():
@@ -74,6 +75,17 @@ def test_a_plot_format_matplotlib_cannot_write_is_refused_before_the_run(tmp_pat
     error = capsys.readouterr()
     assert f"cannot write a figure to {path}: matplotlib writes " in error.err
     assert "copy" not in error.out  # no measurement ran
+
+
+def test_the_cuda_kernel_timing_says_in_a_line_why_it_cannot_run(capsys):
+    if "cuda" in fastcov.available_backends():
+        pytest.skip("the CUDA backend runs here")
+    with pytest.raises(SystemExit) as exit_info:
+        cuda_kernel.main(["--sizes", "8x1e3"])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert error.startswith("python -m bench.cuda_kernel: the CUDA backend cannot run")
+    assert "Traceback" not in error
 
 
 def test_state_sweeps_are_timed_beside_a_read():
