@@ -2,6 +2,7 @@
 of the paths the commands write to.
 """
 
+import numbers
 import operator
 import os
 
@@ -28,6 +29,13 @@ def integer(value, name, minimum=None):
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def real_number(value):
+    """Whether ``value`` is a real number: a Python or NumPy int or float (a bool, which is
+    one to Python, is not; NumPy's bool is not one to either).
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def random_generator(seed, name="seed"):

@@ -37,7 +37,6 @@ and the shared terms).
 
 import dataclasses
 import math
-import numbers
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -427,9 +426,9 @@ def train(
     """
     n_robots = _checks.integer(n_robots, "n_robots", minimum=1)
     iterations = _checks.integer(iterations, "iterations", minimum=0)
-    if not (_is_number(learning_rate) and 0.0 < learning_rate < math.inf):
+    if not (_checks.real_number(learning_rate) and 0.0 < learning_rate < math.inf):
         raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
-    if tol is not None and not (_is_number(tol) and tol >= 0.0):
+    if tol is not None and not (_checks.real_number(tol) and tol >= 0.0):
         raise ValueError(f"tol must be a number >= 0 or None, got {tol!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
@@ -478,11 +477,6 @@ def train(
             learning_rate,
         )
     return TrainResult(theta, np.asarray(history), state)
-
-
-def _is_number(value):
-    """Whether ``value`` is a real number (a bool, which is one to Python, is not)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
 @_jit
@@ -974,7 +968,7 @@ def _chain_rule_lanes(indptr, indices, start, stop, probabilities, mu, h, out):
 def _check_floor(graph, floor):
     degree = max(graph.largest_out_degree, 1)
     # A float is checked first: the ABC's isinstance takes longer than the rest.
-    real = type(floor) is float or isinstance(floor, numbers.Real)
+    real = type(floor) is float or _checks.real_number(floor)
     if not real or not 0.0 <= floor < 1.0 / degree:
         raise ValueError(
             f"floor must be a number in [0, 1/{degree}) for {graph.name}, whose busiest "

@@ -399,7 +399,7 @@ def test_a_floor_bounds_every_probability():
     assert floored.min() >= 0.01 > plain.min()
     np.testing.assert_allclose(np.add.reduceat(floored, g.indptr[:-1], axis=1), 1.0, rtol=1e-15)
     np.testing.assert_array_equal(patrol.transition_probabilities(g, theta, floor=0.0), plain)
-    for bad in (-0.1, 1.0 / 3.0, 0.5, "0.1", np.nan):
+    for bad in (-0.1, 1.0 / 3.0, 0.5, "0.1", np.nan, False):
         with pytest.raises(ValueError, match=r"floor must be a number in \[0, 1/3\)"):
             patrol.transition_probabilities(g, theta, floor=bad)
 
