@@ -1,6 +1,7 @@
 """Bit-identical J and g on every call, whatever the thread count; J summation accuracy."""
 
 import math
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -166,6 +167,8 @@ def test_a_process_forked_after_the_kernels_ran_computes_the_same_bits():
     # forked after it started: Numba terminates one that launches a parallel kernel, and
     # the pool then waits for its result forever. fastcov runs such a child's calls on
     # its own thread, which gives the same bits.
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
     script = """
 import multiprocessing, numba, numpy as np, fastcov
 mu = np.random.default_rng(0).random((8, 100_000))
