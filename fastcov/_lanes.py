@@ -28,6 +28,7 @@ __all__ = [
     "copy",
     "divide",
     "empty",
+    "full",
     "maximum",
     "multiply",
     "reciprocal",
@@ -146,6 +147,14 @@ def empty(shape):
     address = buffer.ctypes.data
     skip = (LANES - address // 8 % LANES) % LANES  # float64s to the next line
     return buffer[skip : skip + size].reshape(shape + (LANES,))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def full(shape, value):
+    """:func:`empty`, every entry ``value``."""
+    array = empty(shape)
+    array[:] = value
+    return array
 
 
 @numba.njit(cache=True, nogil=True)

@@ -632,15 +632,13 @@ def _planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities,
     """
     n = plan.ptr.size - 1
     values[:] = 0.0
-    one = _lanes.empty((1,))
-    one[:] = 1.0
+    one = _lanes.full((1,), 1.0)
     for k in range(kept_edges.size, slots.size):  # the diagonal
         _lanes.copy(values, slots[k], one, 0)
     for k in range(kept_edges.size):
         _lanes.subtract(values, slots[k], probabilities, kept_edges[k])
     # A's row sums are the probabilities of moving to vertex 0: exact, with no 1 - sum.
-    to_first = _lanes.empty((n,))
-    to_first[:] = 0.0
+    to_first = _lanes.full((n,), 0.0)
     for s in range(1, indptr.size - 1):
         for e in range(indptr[s], indptr[s + 1]):
             if indices[e] == 0:
@@ -657,8 +655,7 @@ def _planned_adjoint(plan, values, g, mu, h):
     """Set the adjoint h (n + 1, LANES), h[0] = 0, of up to LANES robots (rows of ``g``
     and ``mu``; spare lanes 0) from their lanes of the plan's factors.
     """
-    x = _lanes.empty((h.shape[0] - 1,))
-    x[:] = 0.0
+    x = _lanes.full((h.shape[0] - 1,), 0.0)
     _centred(g[: _lanes.LANES], mu[: _lanes.LANES], x)
     _elimination.solve(plan, values, x, False)
     h[0] = 0.0
@@ -951,8 +948,7 @@ def _chain_rule_lanes(indptr, indices, start, stop, probabilities, mu, h, out):
     for the vertices start .. stop - 1, a robot a lane: ``probabilities`` and ``out`` a
     row per edge from vertex ``start``'s first, ``mu`` and ``h`` a row per vertex.
     """
-    mean, zero = _lanes.empty((1,)), _lanes.empty((1,))
-    zero[:] = 0.0
+    mean, zero = _lanes.empty((1,)), _lanes.full((1,), 0.0)
     for s in range(start, stop):
         edges = range(indptr[s] - indptr[start], indptr[s + 1] - indptr[start])
         _lanes.copy(mean, 0, zero, 0)
