@@ -132,7 +132,10 @@ def layout(graph, *, iterations=200):
     hops[~np.isfinite(hops)] = hops[np.isfinite(hops)].max() + 1.0
     centring = np.eye(n) - 1.0 / n
     values, vectors = np.linalg.eigh(-0.5 * centring @ (hops**2) @ centring)
-    positions = vectors[:, -2:] * np.sqrt(np.maximum(values[-2:], 1e-12))
+    # The two leading axes; a single vertex has one (and sits at the origin).
+    positions = np.zeros((n, 2))
+    axes = min(n, 2)
+    positions[:, 2 - axes :] = vectors[:, -axes:] * np.sqrt(np.maximum(values[-axes:], 1e-12))
     # SMACOF with weights 1/d^2: each Guttman transform lowers the stress.
     weights = np.zeros_like(hops)
     off = hops > 0

@@ -67,6 +67,16 @@ def test_layout_keeps_neighbours_close():
     assert plot.layout(grid) is grid.positions
 
 
+@pytest.mark.parametrize("edges", [[(0, 0)], [(0, 1)]], ids=["one vertex", "two vertices"])
+def test_layout_of_the_smallest_graphs(edges):
+    plot = pytest.importorskip("fastcov.plot")
+    positions = plot.layout(graph.Graph.from_edges(edges))
+    assert positions.shape == (len(np.unique(edges)), 2)
+    assert np.isfinite(positions).all()
+    if len(positions) == 2:
+        assert np.linalg.norm(positions[0] - positions[1]) > 0.5
+
+
 def test_command_line_summary_and_figure(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     figure = tmp_path / "demo.png"
