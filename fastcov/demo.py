@@ -19,7 +19,7 @@ from . import graph as graphs
 
 __all__ = ["graph_from_spec", "run", "Demo"]
 
-_GRID = re.compile(r"grid:(\d+)x(\d+)$")
+_GRID = re.compile(r"grid:(\d+)x(\d+)$", re.IGNORECASE)  # as the maps' names
 
 
 def graph_from_spec(spec):
@@ -32,7 +32,8 @@ def graph_from_spec(spec):
         ``grid:WxH`` (a W x H 4-neighbour grid where robots may also stay put; start at
         the corner); or the path of an edge-list file: one undirected edge per line,
         two vertex names separated by white space, ``#`` starting a comment. Names that
-        are all integers are read as integers; the first vertex named is the start.
+        are all integers are read as integers; the first vertex named is the start. The
+        maps' names and ``grid:WxH`` may be written in any case.
 
     Raises
     ------
@@ -46,7 +47,7 @@ def graph_from_spec(spec):
     grid = _GRID.match(spec)
     if grid:
         return graphs.grid(int(grid[1]), int(grid[2]), stay=True)
-    if spec.startswith("grid"):
+    if spec.lower().startswith("grid"):
         raise ValueError(f"a grid is written grid:WxH, for example grid:20x10, got {spec!r}")
     if not os.path.exists(spec):
         raise ValueError(

@@ -15,6 +15,7 @@ def test_graph_specs(tmp_path):
     assert demo.graph_from_spec("MUSEUM").n_vertices == 70
     grid = demo.graph_from_spec("grid:4x3")
     assert grid.n_vertices == 12
+    assert demo.graph_from_spec("Grid:4X3").n_edges == grid.n_edges
     assert grid.n_edges == 2 * 17 + 12  # 17 grid edges both ways, a stay loop per vertex
     assert grid.positions[5].tolist() == [1.0, 1.0]
     numbers = tmp_path / "numbers.txt"
@@ -31,6 +32,8 @@ def test_graph_specs(tmp_path):
 def test_bad_graph_specs(tmp_path):
     with pytest.raises(ValueError, match="grid:WxH, for example grid:20x10, got 'grid:3'"):
         demo.graph_from_spec("grid:3")
+    with pytest.raises(ValueError, match="grid:WxH, for example grid:20x10, got 'GRID:3'"):
+        demo.graph_from_spec("GRID:3")
     with pytest.raises(ValueError, match="neither a bundled map"):
         demo.graph_from_spec("castle")
     bad = tmp_path / "bad.txt"
