@@ -14,6 +14,7 @@ with the start vertex the paper uses.
 import dataclasses
 import functools
 import json
+import numbers
 from importlib import resources
 
 import numpy as np
@@ -478,12 +479,24 @@ def _edge_array(edges):
                 f"edge {k} = {tuple(array[k].tolist())} is not a pair of vertex indices "
                 "(whole numbers); pass labels= to name vertices otherwise"
             )
-    elif array.dtype.kind not in "iu":
+    elif array.dtype.kind not in "iu" and not _all_integers(array):
         raise TypeError(
             f"edges must hold vertex indices (integers), got dtype {array.dtype}; pass "
             "labels= to name vertices otherwise"
         )
+    # Beyond int64 (floats, uint64, Python ints in an object array) the cast would wrap.
+    beyond = (array < -(2**63)) | (array >= 2**63)
+    if beyond.any():
+        k = np.flatnonzero(beyond.any(axis=1))[0]
+        raise ValueError(f"edge {k} = {tuple(array[k].tolist())} has a vertex beyond int64")
     return array.astype(np.int64)
+
+
+def _all_integers(array):
+    """Whether an object array holds Python (or NumPy) integers only, bools excluded."""
+    return array.dtype == object and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in array.flat
+    )
 
 
 def _position(position, label, what):

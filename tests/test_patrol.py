@@ -61,6 +61,10 @@ def test_edges_labels_and_stay():
         ([(0, 1, 2), (3, 4, 5)], ValueError, r"shape \(n_edges, 2\), got \(2, 3\)"),
         ([0, 1, 1, 2], ValueError, r"shape \(n_edges, 2\), got \(4,\)"),
         ([("a", "b")], TypeError, "pass labels= to name vertices"),
+        # Beyond int64 the cast wrapped, and the error named another vertex.
+        ([(0, 1), (1, 1e300)], ValueError, r"edge 1 = \(1.0, 1e\+300\) has a vertex beyond int64"),
+        (np.array([(0, 2**64 - 1)], np.uint64), ValueError, r"\(0, 18446744073709551615\)"),
+        ([(0, 2**70)], ValueError, r"edge 0 = \(0, 1180591620717411303424\) has a vertex beyond"),
     ],
 )
 def test_malformed_edges_are_rejected(edges, error, message):
