@@ -126,7 +126,8 @@ class Graph:
             not of shape (n_edges, 2), or with indices that are not whole numbers; labels
             that repeat; a negative ``n_vertices``; an unknown ``start``.
         TypeError
-            Edges, ``n_vertices`` or ``start`` that are not numbers where indices are due.
+            Edges, ``n_vertices`` or ``start`` that are not numbers where indices are due;
+            labels that cannot be dictionary keys (lists, rows of an array: pass tuples).
         """
         if labels is not None:
             labels = _object_array(labels)
@@ -177,7 +178,8 @@ class Graph:
             A matrix that is not 2-D and square or holds a NaN or an infinity; labels of
             the wrong length or that repeat; an unknown ``start``.
         TypeError
-            A matrix that does not hold numbers (bool, integer, float or complex).
+            A matrix that does not hold numbers (bool, integer, float or complex); labels
+            that cannot be dictionary keys (lists, rows of an array: pass tuples).
         """
         matrix = _square_matrix(adjacency)
         n = matrix.shape[0]
@@ -190,8 +192,9 @@ class Graph:
             labels = _object_array(labels)
             if len(labels) != n:
                 raise ValueError(f"labels has {len(labels)} entries for {n} vertices")
+            position = _label_positions(labels)
             if start is not None:
-                start = _position(_label_positions(labels), start, "start")
+                start = _position(position, start, "start")
         keep = matrix.data != 0
         edges = np.stack([matrix.row[keep], matrix.col[keep]], axis=1)
         graph = cls.from_edges(edges, n, directed=True, stay=stay, start=start, name=name)
@@ -448,10 +451,17 @@ def _object_array(labels):
 
 
 def _label_positions(labels):
-    """{label: its vertex index}; labels must be distinct."""
+    """{label: its vertex index}; labels must be distinct and hashable."""
     position = {}
     for i, label in enumerate(labels):
-        if position.setdefault(label, i) != i:
+        try:
+            seen = position.setdefault(label, i)
+        except TypeError:  # unhashable: a list, or a row of a 2-D array
+            raise TypeError(
+                f"labels[{i}] is of type {type(label).__name__}, which cannot name a vertex (it is "
+                "not hashable); pass tuples, e.g. [tuple(row) for row in coordinates]"
+            ) from None
+        if seen != i:
             raise ValueError(f"labels must be distinct; {label!r} appears twice")
     return position
 

@@ -96,6 +96,18 @@ def test_graph_arguments_are_checked():
         graph.Graph.from_adjacency(ring, start=5)
     with pytest.raises(ValueError, match="labels has 2 entries for 3 vertices"):
         graph.Graph.from_adjacency(ring, labels=["x", "y"])
+    # Repeated labels were taken when no start was named.
+    with pytest.raises(ValueError, match="labels must be distinct; 'x' appears twice"):
+        graph.Graph.from_adjacency(ring, labels=["x", "y", "x"])
+    coordinates = np.array([[0, 0], [0, 1], [1, 1]])
+    for build in (
+        lambda: graph.Graph.from_adjacency(ring, labels=coordinates, start=(0, 1)),
+        lambda: graph.Graph.from_edges([((0, 0), (0, 1))], labels=coordinates),
+    ):
+        with pytest.raises(TypeError, match=r"labels\[0\] is of type ndarray, .* pass tuples"):
+            build()
+    tuples = graph.Graph.from_adjacency(ring, labels=[tuple(row) for row in coordinates])
+    assert tuples.labels[2] == (1, 1)
     for shape in [(3,), (2, 3), (3, 3, 3), ()]:
         with pytest.raises(ValueError, match=r"adjacency must be a square matrix, got shape"):
             graph.Graph.from_adjacency(np.ones(shape))
