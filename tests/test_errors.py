@@ -202,6 +202,13 @@ def test_unknown_backend():
         fastcov.entropy(np.full((2, 3), 0.5), backend="gpu")
 
 
+@pytest.mark.parametrize("backend", ["auto", "cpu", "numpy"])
+def test_a_stream_is_for_the_cuda_backend_only(backend):
+    # NumPy input: "auto" is the CPU, where a stream would be silently meaningless.
+    with pytest.raises(ValueError, match=f"CUDA backend only, not backend='{backend}'"):
+        fastcov.grad(np.full((2, 3), 0.5), backend=backend, stream=0)
+
+
 @pytest.mark.skipif("cuda" in fastcov.available_backends(), reason="the CUDA backend can run here")
 def test_cuda_backend_explains_itself():
     with pytest.raises(RuntimeError, match="CUDA backend"):
