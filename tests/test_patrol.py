@@ -136,6 +136,7 @@ def test_graph_arguments_are_checked():
         ({"start": 2}, ValueError, r"start vertex 2 is outside 0 .. 1"),
         ({"start": 1.0}, TypeError, "start must be an integer"),
         ({"name": None}, TypeError, "name must be a str, not NoneType"),
+        ({"indices": np.array([0, 2**63, 0], np.uint64)}, ValueError, "9223372036854775808, too"),
     ],
 )
 def test_a_graph_built_from_its_arrays_is_checked(fields, error, message):
@@ -193,6 +194,10 @@ def test_not_strongly_connected_names_a_component():
     dead_end = graph.Graph.from_edges([(0, 1)], directed=True)
     with pytest.raises(ValueError, match="vertex 1 has no outgoing edge"):
         patrol.stationary(dead_end, np.zeros(1))
+    empty = graph.Graph.from_edges([], name="void")
+    for call in (patrol.stationary, patrol.transition_probabilities, patrol.value_and_grad):
+        with pytest.raises(ValueError, match="void has no vertices"):
+            call(empty, np.zeros((1, 0)))
 
 
 def test_a_graph_is_immutable_and_owns_its_arrays():
@@ -592,6 +597,8 @@ def test_training_rejects_logits_for_another_team():
     g = graph.load("house")
     with pytest.raises(ValueError, match=r"optimizer must be one of \('adam', 'plain'\)"):
         patrol.train(g, 3, optimizer="sgd")
+    with pytest.raises(ValueError, match=r"schedule must be one of \('simultaneous', 'one-"):
+        patrol.train(g, 3, schedule="random")
     with pytest.raises(ValueError, match=r"logits must have shape \(3, 20\) for 3 robots"):
         patrol.train(g, 3, logits=np.zeros((2, 20)))
     with pytest.raises(ValueError, match="n_robots must be >= 1, got 0"):
