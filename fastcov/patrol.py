@@ -75,11 +75,11 @@ class PatrolState:
     ----------
     value : float
         J, the coverage entropy of the team's stationary distributions.
-    grad : ndarray, shape (N, n_edges)
+    grad : ndarray of float64, shape (N, n_edges)
         dJ/dtheta.
-    mu : ndarray, shape (N, n)
+    mu : ndarray of float64, shape (N, n)
         Each robot's stationary distribution.
-    probabilities : ndarray, shape (N, n_edges)
+    probabilities : ndarray of float64, shape (N, n_edges)
         Each robot's edge probabilities P_i(e).
     """
 
@@ -176,7 +176,8 @@ def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
     graph : fastcov.graph.Graph
         Strongly connected.
     logits : array_like, shape (N, n_edges)
-        Robot i's logits theta_i.
+        Robot i's logits theta_i: real and finite, of any real dtype (the step computes
+        in float64, float32 logits included).
     eps : float
         Passed to :func:`fastcov.value_and_grad` (clamps mu(s) inside the log of the
         weights; 0 keeps the exact gradient).
