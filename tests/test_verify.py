@@ -51,6 +51,25 @@ def test_wrong_closed_forms_are_rejected(wrong, n_agents):
     assert "differs for agent 0, component 0" in row.detail
 
 
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        # g with its sign flipped, and with the whole product 1 - mu in place of the
+        # leave-one-out product
+        ({"coefficient": lambda team, others: (sp.log(team) + 1) * others}, "dJ/dmu_0 !="),
+        ({"coefficient": lambda team, others: -(sp.log(team) + 1) * (1 - team)}, "dJ/dmu_0 !="),
+        # c without its (1 - mu) factor: no longer 0/0 at mu_i = 1
+        ({"weight": lambda team: sp.log(team) + 1}, "is not 0/0 at mu_0 = 1"),
+        ({"step": lambda m, q, x: (m + x * q, q * (1 + x))}, "recurrence does not give mu"),
+    ],
+    ids=["flipped g", "g without leave-one-out", "c without 1 - mu", "wrong recurrence"],
+)
+def test_wrong_coefficients_are_rejected(wrong, message):
+    row = checks.check_coefficients(2, **wrong)[0]
+    assert not row.passed
+    assert message in row.detail
+
+
 def test_a_wrong_proof_line_is_named():
     def lines_with_bad_leave_one_out(model, i, k):
         lines = checks.proof_lines(model, i, k)

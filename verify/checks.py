@@ -180,8 +180,28 @@ def check_proof_chain(n_agents, lines=proof_lines):
     return rows
 
 
-def check_coefficients(n_agents):
-    """Check 3: g_i = dJ/dmu_i, c and the leave-one-out form the kernels compute.
+def state_weight(team):
+    """c(s) = (log mu(s) + 1)(1 - mu(s)), from mu(s) = ``team``."""
+    return (sp.log(team) + 1) * (1 - team)
+
+
+def kernel_coefficient(team, others):
+    """g_i(s) as the kernels compute it: -(log mu(s) + 1) times ``others``, the
+    leave-one-out product prod_{j != i} (1 - mu_j(s)).
+    """
+    return -(sp.log(team) + 1) * others
+
+
+def kernel_step(m, q, x):
+    """One agent's step of the kernels' pass over a state: m <- m + x q, q <- q (1 - x)."""
+    return m + x * q, q * (1 - x)
+
+
+def check_coefficients(
+    n_agents, coefficient=kernel_coefficient, weight=state_weight, step=kernel_step
+):
+    """Check 3: g_i = dJ/dmu_i, c and the leave-one-out form the kernels compute
+    (``coefficient``, ``weight`` and the recurrence ``step``).
 
     With plain symbols x_j for mu_j(s) at one state:
     - dJ/dx_i = -(log mu + 1) prod_{j != i} (1 - x_j), and c = (log mu + 1)(1 - mu);
@@ -193,13 +213,13 @@ def check_coefficients(n_agents):
     """
     start = time.perf_counter()
     x, team, objective = one_state(n_agents, real=True)
-    weight = (sp.log(team) + 1) * (1 - team)
+    c = weight(team)
     failures = []
     m, q = sp.Integer(0), sp.Integer(1)
     prefixes = []
     for xj in x:
         prefixes.append(q)
-        m, q = m + xj * q, q * (1 - xj)
+        m, q = step(m, q, xj)
     if sp.expand(m - team) != 0 or sp.expand(q - (1 - team)) != 0:
         failures.append("recurrence does not give mu and 1 - mu")
     suffix = sp.Integer(1)
@@ -208,24 +228,24 @@ def check_coefficients(n_agents):
         if sp.expand(prefixes[i] * suffix - others) != 0:
             failures.append(f"prefix x suffix != leave-one-out product for agent {i}")
         suffix *= 1 - x[i]
-        g_i = -(sp.log(team) + 1) * others
+        g_i = coefficient(team, others)
         if not is_zero(sp.diff(objective, x[i]) - g_i):
             failures.append(f"dJ/dmu_{i} != -(log mu + 1) prod_(j != i) (1 - mu_j)")
-        if not is_zero(g_i - (-weight / (1 - x[i]))):
+        if not is_zero(g_i - (-c / (1 - x[i]))):
             failures.append(f"g_{i} != -c / (1 - mu_{i}) where mu_{i} != 1")
         at_one = {x[i]: 1}
         # sympy would cancel the (1 - x_i) factor inside c before substituting, so the
         # quotient's 0/0 is shown on its numerator and denominator separately.
-        if sp.simplify(weight.subs(at_one)) != 0 or (1 - x[i]).subs(at_one) != 0:
+        if sp.simplify(c.subs(at_one)) != 0 or (1 - x[i]).subs(at_one) != 0:
             failures.append(f"quotient form -c / (1 - mu_{i}) is not 0/0 at mu_{i} = 1")
-        limit = sp.limit(-weight / (1 - x[i]), x[i], 1, "-")
+        limit = sp.limit(-c / (1 - x[i]), x[i], 1, "-")
         if (
             sp.simplify(limit - g_i.subs(at_one)) != 0
             or sp.simplify(g_i.subs(at_one) + others) != 0
         ):
             failures.append(f"limit at mu_{i} = 1 is not the finite product form")
         for j in range(n_agents):
-            other_g = -(sp.log(team) + 1) * sp.Mul(*[1 - x[k] for k in range(n_agents) if k != j])
+            other_g = coefficient(team, sp.Mul(*[1 - x[k] for k in range(n_agents) if k != j]))
             if j != i and sp.simplify(other_g.subs(at_one)) != 0:
                 failures.append(f"g_{j} != 0 when mu_{i} = 1")
     return [_row("coefficients g, c", n_agents, failures, start)]
