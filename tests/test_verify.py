@@ -107,6 +107,12 @@ def test_quotient_kernel_is_rejected_at_mu_i_one():
     row = checks.check_kernels(3, gradients={"quotient": quotient_gradient})[0]
     assert not row.passed and "quotient differs" in row.detail
 
+    def quotient_policy(mu, dmu):
+        return np.einsum("is,isp->ip", quotient_gradient(mu), dmu)
+
+    row = checks.check_kernels(3, policies={"quotient policy": quotient_policy})[0]
+    assert not row.passed and "quotient policy differs" in row.detail
+
 
 def test_command_line_quick_run(tmp_path):
     result = subprocess.run(

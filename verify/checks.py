@@ -251,11 +251,13 @@ def check_coefficients(
     return [_row("coefficients g, c", n_agents, failures, start)]
 
 
-def check_kernels(n_agents, seed=0, gradients=None):
+def check_kernels(n_agents, seed=0, gradients=None, policies=None):
     """Check 4: fastcov.grad / policy_gradient (every installed backend) against the
     lambdified symbolic gradient at random and edge points (mu near 0, near 1, exactly 1).
 
-    ``gradients`` maps a name to a function mu (N, S) -> g to check instead of fastcov's.
+    ``gradients`` maps a name to a function mu (N, S) -> g, and ``policies`` a name to a
+    function (mu, dmu (N, S, P)) -> (N, P), to check instead of fastcov's (given either,
+    only those given are checked).
     """
     import mpmath
 
@@ -278,14 +280,13 @@ def check_kernels(n_agents, seed=0, gradients=None):
         ).T
     dmu = rng.standard_normal((n_agents, mu.shape[1], 3))
     backends = fastcov.available_backends()
-    if gradients is None:
+    if gradients is None and policies is None:
         gradients = {f"grad ({b})": functools.partial(fastcov.grad, backend=b) for b in backends}
         policies = {
             f"policy_gradient ({b})": functools.partial(fastcov.policy_gradient, backend=b)
             for b in backends
         }
-    else:
-        policies = {}
+    gradients, policies = gradients or {}, policies or {}
     failures = []
     for name, gradient_of in gradients.items():
         with np.errstate(all="ignore"):
@@ -299,11 +300,18 @@ def check_kernels(n_agents, seed=0, gradients=None):
             failures.append(f"{name} differs (e.g. at mu = {mu[:, worst[1]].tolist()})")
     reference = np.einsum("is,isp->ip", expected, dmu)
     for name, policy_of in policies.items():
-        policy = policy_of(mu, dmu)
+        with np.errstate(all="ignore"):
+            policy = policy_of(mu, dmu)
         if not np.allclose(policy, reference, rtol=1e-11, atol=1e-13 * np.abs(reference).max()):
             failures.append(f"{name} differs")
     return [
-        _row("kernels vs lambdify", n_agents, failures, start, f"checked: {', '.join(gradients)}")
+        _row(
+            "kernels vs lambdify",
+            n_agents,
+            failures,
+            start,
+            f"checked: {', '.join([*gradients, *policies])}",
+        )
     ]
 
 
