@@ -1,5 +1,6 @@
 """The demo: graph specs, the training run, its summary and figure, the command line."""
 
+import io
 import subprocess
 import sys
 
@@ -56,6 +57,28 @@ def test_run_trains_and_patrols():
     assert result.patrol.steps == 20_000
     assert result.patrol.start.tolist() == [g.start, g.start]
     np.testing.assert_allclose(result.patrol.visits, result.after.mu, atol=0.05)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_progress_bar_draws_on_a_terminal_only():
+    terminal = _Terminal()
+    bar = demo._ProgressBar(terminal, width=10)
+    for step in range(1, 401):
+        bar.update(step, 400, 1.0 + step / 400)
+    bar.close()
+    lines = terminal.getvalue().split("\r")[1:]
+    assert len(lines) == 101  # at each whole percent, 0 to 100, not at each of 400 steps
+    assert lines[0] == "training [..........] 1/400  J = 1.0025"
+    assert lines[-1] == "training [##########] 400/400  J = 2.0000\n"
+    log = io.StringIO()  # a file: no carriage-return clutter
+    bar = demo._ProgressBar(log)
+    bar.update(1, 2, 0.0)
+    bar.close()
+    assert log.getvalue() == ""
 
 
 def test_layout_keeps_neighbours_close():
