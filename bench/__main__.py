@@ -9,8 +9,9 @@ copy with ordinary stores and one multiply, "read" only reads mu. Effective band
 with timings of its place's copy, and its "x copy" is against that copy, so that a
 machine whose speed drifts from minute to minute moves both.
 
-Host rows are compared with the host's copy and the naive NumPy formula, device rows with
-a device-to-device copy and ``torch.compile`` of the objective (SPEC section 4).
+Host rows are compared with the host's copy and the naive NumPy formula (and fastcov's
+with JAX ``jit``, where it ran), device rows with a device-to-device copy and
+``torch.compile`` of the objective (SPEC section 4).
 
 Usage (from a checkout): ``python -m bench`` for the full report (N in {2, 8, 32}, S in
 {1e3, 1e5, 1e7}, float64 and float32, then compile latency, per-call time, peak memory,
@@ -129,7 +130,24 @@ def _size(names, n_agents, n_states, dtype, repeat):
             f"{row['seconds'] * 1e3:10.3f} {row['GB/s']:7.1f} {row['x copy']:7.2f} "
             f"{row['x naive']:8.1f}"
         )
+    _against_jax(rows, seconds)
     return rows
+
+
+def _against_jax(rows, seconds):
+    """SPEC's other CPU baseline, JAX ``jit``, where it was timed: each fastcov host row's
+    speed-up over it, printed on a line and kept in the row as "x jax-jit".
+    """
+    if "jax-jit" not in seconds:
+        return
+    ratios = []
+    for row in rows:
+        name = row["implementation"]
+        if name.startswith("fastcov") and implementations.place(name) == "host":
+            row["x jax-jit"] = seconds["jax-jit"] / row["seconds"]
+            ratios.append(f"{name} {row['x jax-jit']:.1f}")
+    if ratios:
+        print(f"# x jax-jit (the same run's medians): {', '.join(ratios)}")
 
 
 def _side_measurements(repeat):

@@ -48,6 +48,24 @@ def test_small_report_compares_each_row_with_the_copy_timed_beside_it(tmp_path):
         assert row["GB/s"] == 2 * 2 * 1000 * 4 / row["seconds"] / 1e9
 
 
+def test_fastcov_rows_give_their_speed_up_over_jax(tmp_path, capsys):
+    pytest.importorskip("jax")
+    path = tmp_path / "report.json"
+    report.main(
+        [
+            "--sizes", "2x1e3", "--impl", "fastcov-cpu-out,naive,jax-jit", "--quick",
+            "--repeat", "2", "--json", str(path), "--plot", str(tmp_path / "p.png"),
+        ]
+    )  # fmt: skip
+    rows = {row["implementation"]: row for row in json.loads(path.read_text())["rows"]}
+    ratio = rows["jax-jit"]["seconds"] / rows["fastcov-cpu-out"]["seconds"]
+    assert rows["fastcov-cpu-out"]["x jax-jit"] == pytest.approx(ratio, rel=1e-12)
+    assert "x jax-jit" not in rows["naive"] and "x jax-jit" not in rows["jax-jit"]
+    assert f"# x jax-jit (the same run's medians): fastcov-cpu-out {ratio:.1f}\n" in (
+        capsys.readouterr().out
+    )
+
+
 def test_sizes_are_parsed_or_refused_with_the_form_they_take():
     assert report._sizes("8x1e7,2X1e5,4x1000") == [(8, 10**7), (2, 10**5), (4, 1000)]
     for bad in ["8x", "axb", "0x10", "8x0", "8x1.5", "8xinf", "8xnan", "8", "8x1e7,"]:
