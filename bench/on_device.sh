@@ -5,9 +5,12 @@
 #                                          the CUDA tests on the real device
 #   bash bench/on_device.sh host OUTDIR    the patrol step and the CPU kernel on its cores
 # It uses the machine's own Python packages (numba, numba-cuda, torch, ...) and this
-# checkout on PYTHONPATH; logs and JSON go to OUTDIR. On 2026-11-24 the machine's image had
-# numpy 2.5.2, with which numba-cuda 0.30.4 does not import (np.row_stack is gone): carry a
-# numpy 2.4 wheel and put it first on PYTHONPATH (see /work/.library/device/README.md).
+# checkout on PYTHONPATH; logs and JSON go to OUTDIR. Wheels in .whl/ (carried: the device
+# tool's carry=[".whl"]) are installed first, ahead of the image's packages: on 2026-11-24
+# the image had numpy 2.5.2, with which numba-cuda 0.30.4 does not import (np.row_stack is
+# gone), and a numpy 2.4 wheel fixed it (/work/.library/device/README.md says how to fetch
+# one). Each part's steps are bounded to finish within 9 minutes, one device call, since a
+# session has 15 minutes of device time, the machine's start included.
 set -uo pipefail
 part=${1:-}
 out=${2:-.}
@@ -17,6 +20,11 @@ if [[ $part != cuda && $part != host ]]; then
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 python=python3
+if compgen -G ".whl/*.whl" > /dev/null; then
+    $python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=$PWD:/tmp/site:${PYTHONPATH#"$PWD:"}
+fi
 run() {  # run SECONDS NAME COMMAND...: a bounded step, its output kept in OUTDIR/NAME.log
     local seconds=$1 name=$2
     shift 2
@@ -31,15 +39,17 @@ nproc
 $python -m fastcov info
 case $part in
 cuda)
-    run 330 bench-cuda $python -m bench --sizes 8x1e8,8x1e6,32x1e7,2x1e8 \
+    # --quick: no host-side measurements (compile latency, threads, ...) on the GPU's time.
+    run 270 bench-cuda $python -m bench --quick --repeat 5 --sizes 8x1e8,8x1e6 \
         --impl cuda-copy,fastcov-cuda,fastcov-cuda-general,torch-compile,torch-compile-formula \
         --json "$out/bench-cuda.json" --plot "$out/bench-cuda.png"
-    run 120 cuda-kernel $python -m bench.cuda_kernel
-    run 200 tests-cuda $python -m pytest -q -k cuda -n 6 -p no:cacheprovider tests
+    run 60 cuda-kernel $python -m bench.cuda_kernel
+    run 180 tests-cuda $python -m pytest -q -k cuda -n 6 -p no:cacheprovider tests
     ;;
 host)
-    run 200 patrol $python -c "from bench import patrol as b; b.scaling([10, 32, 100, 316, 1000], 8, 0, 3)"
-    run 200 bench-cpu $python -m bench --sizes 8x1e7 --impl fastcov-cpu-out,fastcov-cpu,naive,jax-jit \
+    run 240 patrol $python -c "from bench import patrol as b; b.scaling([10, 32, 100, 316, 1000], 8, 0, 3)"
+    run 240 bench-cpu $python -m bench --quick --sizes 8x1e7 \
+        --impl copy,copy-rows,fastcov-cpu-out,fastcov-cpu,naive,jax-jit \
         --json "$out/bench-cpu.json" --plot "$out/bench-cpu.png"
     ;;
 esac
