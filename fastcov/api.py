@@ -120,9 +120,10 @@ def state_weights(mu, eps=0.0, *, out=None, backend="auto", check=True, stream=N
 
         L_i = sum_s c(s) log(1 - mu_i(s))
 
-    has grad_{theta_i} L_i = grad_{theta_i} J. For example, in PyTorch::
+    has grad_{theta_i} L_i = grad_{theta_i} J. For example, in PyTorch, with ``mu_model``
+    the (N, *state_shape) float64 tensor of the agents' mu computed from their parameters::
 
-        c = torch.as_tensor(fastcov.state_weights(mu.detach().numpy(), eps=1e-12))
+        c = torch.as_tensor(fastcov.state_weights(mu_model.detach().numpy(), eps=1e-12))
         loss = -(c * torch.log1p(-mu_model)).sum()   # ascend J by descending -L
         loss.backward()
 
