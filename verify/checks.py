@@ -31,9 +31,7 @@ def theorem_closed_form(model, i, k):
     """
     return sp.Add(
         *[
-            (sp.log(model.team(s)) + 1)
-            * (1 - model.team(s))
-            * sp.diff(sp.log(1 - model.mu[i][s]), model.theta[i][k])
+            state_weight(model.team(s)) * sp.diff(sp.log(1 - model.mu[i][s]), model.theta[i][k])
             for s in range(model.n_states)
         ]
     )
