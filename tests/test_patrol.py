@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse
 from derivatives import central_differences
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fastcov
 from fastcov import graph, patrol
@@ -479,6 +481,59 @@ def test_gradient_matches_the_dense_adjoint_formula(solver, monkeypatch):
         dj_dp = np.outer(state.mu[i], h)[g.sources, g.indices]
         expected = p * (dj_dp - np.add.reduceat(p * dj_dp, g.indptr[:-1])[g.sources])
         np.testing.assert_allclose(state.grad[i], expected, atol=1e-12 * np.abs(expected).max())
+
+
+def _random_strong_graph(n, density, stay, rng):
+    """A directed graph on n vertices, strongly connected through a ring in a random order,
+    with random chords (so vertex 0 may have any number of edges in and out).
+    """
+    order = rng.permutation(n)
+    ring = np.stack([order, np.roll(order, -1)], axis=1)
+    chords = np.argwhere(rng.random((n, n)) < density)
+    edges = np.concatenate([ring, chords[chords[:, 0] != chords[:, 1]]])
+    return graph.Graph.from_edges(edges, n, directed=True, stay=stay)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n=st.integers(2, 14),
+    density=st.floats(0.0, 0.4),
+    stay=st.booleans(),
+    n_robots=st.sampled_from([2, 3, 11]),  # 11: a second pass of the plan's 8 lanes
+    floor=st.sampled_from([0.0, 0.01]),
+    seed=st.integers(0, 2**32 - 1),
+)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_random_graphs_match_dense_linear_algebra(
+    solver, monkeypatch, n, density, stay, n_robots, floor, seed
+):
+    rng = np.random.default_rng(seed)
+    g = _solved_by(solver, _random_strong_graph(n, density, stay, rng), monkeypatch)
+    floor = min(floor, 0.5 / g.largest_out_degree)
+    theta = rng.standard_normal((n_robots, g.n_edges)) * 2.0
+    state = patrol.value_and_grad(g, theta, floor=floor)
+    # The softmax per vertex, floored, in NumPy; mu as the dense chain's eigenvector; the
+    # gradient by the dense adjoint (the group inverse) and the softmax chain rule.
+    exponentials = np.exp(theta - theta.max())
+    sums = np.add.reduceat(exponentials, g.indptr[:-1], axis=1)[:, g.sources]
+    degree = np.diff(g.indptr)[g.sources]
+    probabilities = floor + (1.0 - degree * floor) * exponentials / sums
+    np.testing.assert_allclose(state.probabilities, probabilities, rtol=1e-13)
+    _, dj_dmu = fastcov.value_and_grad(state.mu, backend="numpy")
+    for i in range(n_robots):
+        dense = _dense_transition(g, probabilities[i])
+        np.testing.assert_allclose(state.mu[i], _dense_stationary(dense), rtol=1e-9, atol=1e-14)
+        fundamental = np.linalg.inv(np.eye(n) - dense + np.outer(np.ones(n), state.mu[i]))
+        dj_dp = np.outer(state.mu[i], fundamental @ dj_dmu[i])[g.sources, g.indices]
+        softmax = exponentials[i] / sums[i]
+        reduced = np.add.reduceat(softmax * dj_dp, g.indptr[:-1])[g.sources]
+        expected = (1.0 - degree * floor) * softmax * (dj_dp - reduced)
+        np.testing.assert_allclose(
+            state.grad[i], expected, rtol=1e-7, atol=1e-10 * np.abs(expected).max()
+        )
+    assert state.value == pytest.approx(fastcov.entropy(state.mu, backend="numpy"), rel=1e-12)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
