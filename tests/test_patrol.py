@@ -28,6 +28,19 @@ def _dense_stationary(matrix):
     return vector / vector.sum()
 
 
+def _dense_adjoint_gradient(g, probabilities, mu, dj_dmu, softmax=None, scale=1.0):
+    """One robot's dJ/dtheta by another route: dmu/dP through the dense group inverse
+    (I - P + 1 mu^T)^-1, then the softmax chain rule (``softmax`` where a floor makes P
+    differ from it, ``scale`` = dP/dsoftmax = 1 - d(s) floor).
+    """
+    n = g.n_vertices
+    dense = _dense_transition(g, probabilities)
+    fundamental = np.linalg.inv(np.eye(n) - dense + np.outer(np.ones(n), mu))
+    dj_dp = np.outer(mu, fundamental @ dj_dmu)[g.sources, g.indices]
+    s = probabilities if softmax is None else softmax
+    return scale * s * (dj_dp - np.add.reduceat(s * dj_dp, g.indptr[:-1])[g.sources])
+
+
 @pytest.mark.parametrize(
     ("name", "n_vertices", "n_undirected_edges", "start_label"),
     [("house", 9, 10, 3), ("office", 60, 65, 43), ("museum", 70, 93, 1)],
@@ -472,14 +485,8 @@ def test_gradient_matches_the_dense_adjoint_formula(solver, monkeypatch):
     theta = np.random.default_rng(3).standard_normal((2, g.n_edges))
     state = patrol.value_and_grad(g, theta)
     _, dj_dmu = fastcov.value_and_grad(state.mu, backend="numpy")
-    n = g.n_vertices
     for i in range(2):
-        p = state.probabilities[i]
-        dense = _dense_transition(g, p)
-        fundamental = np.linalg.inv(np.eye(n) - dense + np.outer(np.ones(n), state.mu[i]))
-        h = fundamental @ dj_dmu[i]
-        dj_dp = np.outer(state.mu[i], h)[g.sources, g.indices]
-        expected = p * (dj_dp - np.add.reduceat(p * dj_dp, g.indptr[:-1])[g.sources])
+        expected = _dense_adjoint_gradient(g, state.probabilities[i], state.mu[i], dj_dmu[i])
         np.testing.assert_allclose(state.grad[i], expected, atol=1e-12 * np.abs(expected).max())
 
 
@@ -525,11 +532,10 @@ def test_random_graphs_match_dense_linear_algebra(
     for i in range(n_robots):
         dense = _dense_transition(g, probabilities[i])
         np.testing.assert_allclose(state.mu[i], _dense_stationary(dense), rtol=1e-9, atol=1e-14)
-        fundamental = np.linalg.inv(np.eye(n) - dense + np.outer(np.ones(n), state.mu[i]))
-        dj_dp = np.outer(state.mu[i], fundamental @ dj_dmu[i])[g.sources, g.indices]
-        softmax = exponentials[i] / sums[i]
-        reduced = np.add.reduceat(softmax * dj_dp, g.indptr[:-1])[g.sources]
-        expected = (1.0 - degree * floor) * softmax * (dj_dp - reduced)
+        expected = _dense_adjoint_gradient(
+            g, probabilities[i], state.mu[i], dj_dmu[i], exponentials[i] / sums[i],
+            1.0 - degree * floor,
+        )  # fmt: skip
         np.testing.assert_allclose(
             state.grad[i], expected, rtol=1e-7, atol=1e-10 * np.abs(expected).max()
         )
