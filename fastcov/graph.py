@@ -494,11 +494,12 @@ def _edge_array(edges):
             f"edges must hold vertex indices (integers), got dtype {array.dtype}; pass "
             "labels= to name vertices otherwise"
         )
-    # Beyond int64 (floats, uint64, Python ints in an object array) the cast would wrap.
-    beyond = (array < -(2**63)) | (array >= 2**63)
-    if beyond.any():
-        k = np.flatnonzero(beyond.any(axis=1))[0]
-        raise ValueError(f"edge {k} = {tuple(array[k].tolist())} has a vertex beyond int64")
+    if array.dtype.kind != "i":
+        # Beyond int64 (floats, uint64, Python ints in an object array) the cast would wrap.
+        beyond = (array < -(2**63)) | (array >= 2**63)
+        if beyond.any():
+            k = np.flatnonzero(beyond.any(axis=1))[0]
+            raise ValueError(f"edge {k} = {tuple(array[k].tolist())} has a vertex beyond int64")
     return array.astype(np.int64)
 
 
