@@ -303,7 +303,7 @@ class _Call:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         on_device = is_device_array(mu)
-        if stream is not None and not (backend == "cuda" or backend == "auto" and on_device):
+        if stream is not None and not (backend == "cuda" or (backend == "auto" and on_device)):
             chose = " (for a NumPy mu, 'auto' is the CPU)" if backend == "auto" else ""
             raise ValueError(
                 f"stream= applies to the CUDA backend only, not backend={backend!r}{chose}"
