@@ -66,6 +66,19 @@ def test_fastcov_rows_give_their_speed_up_over_jax(tmp_path, capsys):
     )
 
 
+def test_the_side_measurements_quoted_in_results_run():
+    # bench/RESULTS.md's table of targets quotes these two as commands of their own.
+    calls = measure.per_call(repeat=1, number=3)
+    assert list(calls) == ["value_and_grad, out=", "value_and_grad", "entropy"]
+    assert all(0.0 < microseconds < 1e6 for microseconds in calls.values())
+    memory = measure.peak_memory(2, 10**6, np.float64)  # each case in a fresh process
+    assert memory["size of g"] == 2 * 10**6 * 8 / 2**20
+    # Into out= the kernels need a few MiB of scratch at most (the process's own noise
+    # included); allocating, g itself as well.
+    assert 0.0 <= memory["out="] < memory["size of g"] / 2
+    assert memory["allocating"] > memory["size of g"] - 0.5
+
+
 def test_sizes_are_parsed_or_refused_with_the_form_they_take():
     assert report._sizes("8x1e7,2X1e5,4x1000") == [(8, 10**7), (2, 10**5), (4, 1000)]
     for bad in ["8x", "axb", "0x10", "8x0", "8x1.5", "8xinf", "8xnan", "8", "8x1e7,"]:
