@@ -22,11 +22,10 @@ def exact(mu, eps=0.0):
     coverage, weights, grads, total = [], [], [[] for _ in range(n_agents)], mpmath.mpf(0)
     for s in range(n_states):
         product, m, others = _exact_products(mu[:, s])
-        log_m = mpmath.log(m) if m > 0 else mpmath.mpf("-inf")
+        log_m = _log_coverage(product, m)
         if m > 0:
             total += -m * log_m
-        clamped = max(m, mpmath.mpf(eps))
-        weight = (mpmath.log(clamped) if clamped > 0 else mpmath.mpf("-inf")) + 1
+        weight = _clamped_log(product, m, eps) + 1
         coverage.append(m)
         weights.append(weight * product)
         for i in range(n_agents):
@@ -48,9 +47,25 @@ def _exact_products(column):
 def weight_factor(mu, eps=0.0):
     """|log max(mu(s), eps) + 1| per state, in float64: where it is tiny only an absolute
     bound is fair for c and g (SPEC section 2)."""
-    _, coverage, _, _ = exact(mu, eps)
+    mu = np.asarray(mu, dtype=np.float64)
     out = []
-    for m in coverage:
-        clamped = max(m, mpmath.mpf(eps))
-        out.append(math.inf if clamped == 0 else abs(float(mpmath.log(clamped) + 1)))
+    for s in range(mu.shape[1]):
+        product, m, _ = _exact_products(mu[:, s])
+        log_clamped = _clamped_log(product, m, eps)
+        out.append(math.inf if mpmath.isinf(log_clamped) else abs(float(log_clamped + 1)))
     return np.array(out)
+
+
+def _log_coverage(product, m):
+    """log mu(s) from whichever of m = 1 - product and product is the smaller, since only
+    that one keeps all its digits at 50: near mu(s) = 1, log(m) would lose them all once
+    the product is below 1e-50, and near 0, log1p(-product) once m is."""
+    if m == 0:
+        return mpmath.mpf("-inf")
+    return mpmath.log(m) if m < product else mpmath.log1p(-product)
+
+
+def _clamped_log(product, m, eps):
+    """log max(mu(s), eps): the clamp of c and g (SPEC section 2)."""
+    eps = mpmath.mpf(eps)
+    return _log_coverage(product, m) if m >= eps else mpmath.log(eps)

@@ -1,5 +1,6 @@
 """Every backend against the 50-digit mpmath oracle, to the tolerances of SPEC section 2."""
 
+import mpmath
 import numpy as np
 import pytest
 from conftest import hard_inputs
@@ -54,3 +55,24 @@ def test_near_one_coverage_uses_log1p(backend):
     value, _, weights, _ = exact(mu)
     assert_close(fastcov.entropy(mu, backend=backend), value, np.float64, "entropy")
     assert_close(fastcov.state_weights(mu, backend=backend), weights, np.float64, "weights")
+
+
+@pytest.mark.parametrize("n_agents", [1, 4, 8])
+def test_states_ulps_from_full_coverage_keep_their_entropy(backend, n_agents):
+    # mu(s) = 1 - p, p = 2^(-52 N): J(s) = -mu(s) log mu(s) = p - p^2 / 2 - ..., all of it
+    # in the digits of the product. The oracle too must take log mu(s)
+    # from the product here: a 50-digit log of mu(s) itself gave 0 from N = 4.
+    mu = np.full((n_agents, 3), 1.0 - 2.0**-52)
+    value, *_ = exact(mu)
+    each = mpmath.mpf(2) ** (-52 * n_agents)
+    assert abs(value - 3 * each) <= 3 * each**2
+    assert_close(fastcov.entropy(mu, backend=backend), value, np.float64, "entropy")
+
+
+def test_states_of_tiny_coverage_keep_their_entropy_in_the_oracle():
+    # The other end: mu(s) = 2^-1000, J(s) = 1000 log(2) 2^-1000 (log1p of minus the
+    # product, which is 1 at 50 digits, would give an infinite log).
+    value, coverage, weights, _ = exact(np.array([[2.0**-1000]]))
+    expected = 1000 * mpmath.log(2) * mpmath.mpf(2) ** -1000
+    assert abs(value - expected) <= 1e-45 * expected
+    assert abs(weights[0] - (1 - 1000 * mpmath.log(2))) <= 1e-45 * 1000
