@@ -33,6 +33,16 @@ rule gives, for edge e out of s with G_e = mu(s) h(target of e),
 
 All robots' g come from one fastcov kernel pass (Theorem 1: each needs only its own mu_i
 and the shared terms).
+
+Grounding h at a vertex the robot rarely visits loses digits: h's entries grow like the
+time it takes to get there, and the gradient needs their differences. A robot whose
+share of time at vertex 0 is below 1e-6 of its largest share has its adjoint grounded at
+the vertex of that largest share instead: the graph with the two vertices swapped, with
+a plan or analysis of its own (made once, and kept for the next steps). No choice of
+ground helps a chain of several parts that each hold much of the robot's time and
+rarely exchange it: every adjoint, the dense one included, loses digits as the time
+between the parts grows (on MUSEUM, two pairs of vertices that each held a sixth of the
+time and were left with probabilities of 1e-4 and less left no digit of the gradient).
 """
 
 import dataclasses
@@ -200,7 +210,10 @@ def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
     On a graph too large for an elimination plan (grids from about 20,000 vertices), the LU
     factors of every robot stay allocated with the graph after the call, for the next
     step to reuse: about 0.8 GB a robot on a 10^6-vertex grid (a fresh array costs more
-    to touch than the factorisation that fills it). They are freed with the graph.
+    to touch than the factorisation that fills it). They are freed with the graph. A
+    robot that rarely visits vertex 0 (see the module docstring) is factored a second
+    time, grounded elsewhere; the graph keeps those factors too, for the last 8 vertices
+    so used.
     """
     graph.require_strongly_connected()
     return _team_state(graph, logits, eps, _check_floor(graph, floor))
@@ -220,6 +233,8 @@ def _team_state(graph, logits, eps, floor):
     team = _Team(graph, probabilities)
     value, g = api.value_and_grad(team.mu, eps, backend="cpu")
     grad = team.logit_gradient(g, softmax)
+    if _rarely_at_root(team.mu).any():
+        _reground(graph, team.mu, g, probabilities, softmax, grad)
     if floor:
         grad *= _floor_scale(graph, floor)  # dP/dsoftmax
     return PatrolState(value, grad, team.mu, probabilities)
@@ -240,7 +255,51 @@ def _planned_state(graph, pattern, logits, eps, floor):
         # Only where a probability (nearly) underflows: the chain then no longer reaches
         # every vertex in float64.
         raise _too_extreme(robot, probabilities, "is not finite")
+    if robot == _REGROUND:
+        # Rare enough to take the separate calls: the same g as the step's (its blocks).
+        _, g = api.value_and_grad(mu, eps, backend="cpu")
+        softmax = _softmax_of(graph, logits)
+        unscaled = np.empty_like(grad)
+        _reground(graph, mu, g, probabilities, softmax, unscaled)
+        rows = _rarely_at_root(mu)
+        grad[rows] = unscaled[rows] * (_floor_scale(graph, floor) if floor else 1.0)
     return PatrolState(math.fsum(partials.tolist()), grad, mu, probabilities)
+
+
+def _rarely_at_root(mu):
+    """Which robots (rows of ``mu``) visit vertex 0 so rarely that an adjoint grounded
+    there loses digits (see :data:`_REGROUND_SHARE`).
+    """
+    return mu[:, 0] < _REGROUND_SHARE * mu.max(axis=1)
+
+
+def _reground(graph, mu, g, probabilities, softmax, grad):
+    """Set the rows of ``grad`` (dJ/dtheta before a floor's scale) of the robots that rarely
+    visit vertex 0 again, from an adjoint grounded at each one's most visited vertex: a
+    graph with those two vertices swapped, factored anew (robots of the same vertex
+    together). ``g`` is dJ/dmu; the other arrays are as :class:`PatrolState`'s.
+    """
+    rare = _rarely_at_root(mu)
+    roots = np.argmax(mu, axis=1)
+    for root in np.unique(roots[rare]):
+        robots = np.flatnonzero(rare & (roots == root))
+        swapped, vertices, edges = _pattern(graph).swapped(int(root))
+        rows = np.ix_(robots, edges)
+        grad[rows] = _logit_gradient(
+            swapped, probabilities[rows], softmax[rows], mu[np.ix_(robots, vertices)],
+            g[np.ix_(robots, vertices)]
+        )  # fmt: skip
+
+
+def _logit_gradient(graph, probabilities, softmax, mu, g):
+    """dJ/dtheta (N, n_edges), before a floor's scale, by the adjoint grounded at vertex
+    0, from the robots' edge ``probabilities`` and the ``softmax`` they came from (N,
+    n_edges), and their mu and g = dJ/dmu (N, n).
+    """
+    pattern = _pattern(graph)
+    if pattern.plan is not None:
+        return _planned_gradient(*pattern.planned_arrays, probabilities, softmax, mu, g)
+    return _Team(graph, probabilities).logit_gradient(g, softmax)
 
 
 def _planned_scale(graph, floor):
@@ -252,6 +311,16 @@ def _planned_scale(graph, floor):
 
 _NO_SCALE = np.ones(0)
 _LOGITS_NOT_FINITE = -2
+_REGROUND = -3
+
+#: A robot whose share of time at vertex 0 is below this fraction of its largest share
+#: gets its adjoint grounded at the vertex of that largest share instead. Grounded at a
+#: vertex the chain rarely visits, h's entries grow like the time it takes to get there
+#: from where the robot is, while the gradient needs their differences: on MUSEUM, with
+#: logits of spread 2 to 8, the error (relative to the largest entry of the gradient,
+#: against a 300-digit solve) grew as about 1e-17 over that fraction: 8e-2 at 8.5e-14,
+#: 8e-5 at 1.7e-10 (with the most visited vertex as ground: 9e-7 and 4e-9).
+_REGROUND_SHARE = 1e-6
 
 
 @_jit
@@ -259,12 +328,13 @@ def _planned_step(
     order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, logits, floor, scale,
     eps, group, block,
 ):  # fmt: skip
-    """(J's block partials, status, dJ/dtheta, mu, P) for the plan of arrays ``order`` ..
-    ``targets``, where status is -1, or the first robot whose mu is not finite, or
-    _LOGITS_NOT_FINITE (then nothing else is computed). The steps: softmax (floored with
-    ``scale`` = 1 - d(s) floor when ``floor``), the plan's factorisation and mu, fastcov's
-    gradient sweep on this thread (the same blocks, so the same g, as
-    :func:`fastcov.value_and_grad`), the adjoint and the chain rule.
+    """(J's block partials, status, dJ/dtheta, mu, P) for the plan of arrays
+    ``order`` .. ``targets``, where status is -1, or _REGROUND where some robot's
+    dJ/dtheta is to be computed again (:func:`_rarely_at_root`), or the first robot whose
+    mu is not finite, or _LOGITS_NOT_FINITE (then nothing else is computed). The steps:
+    softmax (floored with ``scale`` = 1 - d(s) floor when ``floor``), the plan's
+    factorisation and mu, fastcov's gradient sweep on this thread (the same blocks, so the
+    same g, as :func:`fastcov.value_and_grad`), the adjoint and the chain rule.
 
     LANES robots at a time stay in lanes from the softmax to the chain rule: their
     logits, probabilities, mu and h are transposed into lanes once and their results out
@@ -293,7 +363,42 @@ def _planned_step(
         _out_of_lanes(gradient, n_edges, first, 0, grad)
     if floor:
         grad *= scale  # dP/dsoftmax
-    return partials, -1, grad, mu, probabilities
+    status = -1
+    for robot in range(n_robots):
+        # (The largest share is at most 1: the first test leaves out nearly every robot.)
+        if mu[robot, 0] < _REGROUND_SHARE and mu[robot, 0] < _REGROUND_SHARE * mu[robot].max():
+            status = _REGROUND
+    return partials, status, grad, mu, probabilities
+
+
+@_jit
+def _planned_gradient(
+    order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, probabilities,
+    softmax, mu, g,
+):  # fmt: skip
+    """dJ/dtheta (N, n_edges), before a floor's scale, for the plan of arrays ``order`` ..
+    ``targets``: as :func:`_logit_gradient`.
+    """
+    n_robots, n_edges = probabilities.shape
+    n = indptr.size - 1
+    plan = _elimination.Plan(order, ptr, neighbours, targets)
+    grad = np.empty_like(probabilities)
+    moves, chosen, gradient = (
+        _lanes.empty((n_edges,)),
+        _lanes.empty((n_edges,)),
+        _lanes.empty((n_edges,)),
+    )
+    values = _lanes.empty((plan.ptr.size - 1 + 2 * plan.neighbours.size,))
+    mu_lanes, h, mu_anew = _lanes.empty((n,)), _lanes.empty((n,)), _lanes.empty((n,))
+    for first in range(0, n_robots, _lanes.LANES):
+        _into_lanes(probabilities, first, 0, n_edges, moves)
+        _planned_stationary(plan, slots, kept_edges, indptr, indices, moves, values, mu_anew)
+        _planned_adjoint(plan, values, g[first:], mu[first:], h)
+        _into_lanes(softmax, first, 0, n_edges, chosen)
+        _into_lanes(mu, first, 0, n, mu_lanes)
+        _chain_rule_lanes(indptr, indices, 0, n, chosen, mu_lanes, h, gradient)
+        _out_of_lanes(gradient, n_edges, first, 0, grad)
+    return grad
 
 
 @_jit
@@ -770,6 +875,22 @@ class _Pattern:
             )
         self._spare_factors = []
         self._lock = threading.Lock()
+        self._swapped = {}
+
+    def swapped(self, root):
+        """The graph with vertices 0 and ``root`` swapped, the graph's indices of its
+        vertices and of its edges: (graph, vertices (n,), edges (n_edges,)). The last
+        _SWAPPED_GRAPHS made are kept, with their own patterns.
+        """
+        with self._lock:
+            made = self._swapped.get(root)
+        if made is None:
+            made = _swapped(self.graph, root)
+            with self._lock:
+                self._swapped[root] = made
+                while len(self._swapped) > _SWAPPED_GRAPHS:
+                    del self._swapped[next(iter(self._swapped))]
+        return made
 
     def borrow(self):
         """An array for one robot's multifrontal factors: one given back by an earlier
@@ -787,6 +908,26 @@ class _Pattern:
         """Keep ``arrays`` for the next step's :meth:`borrow` (they live with the graph)."""
         with self._lock:
             self._spare_factors.extend(arrays)
+
+
+#: Swapped graphs (:meth:`_Pattern.swapped`) kept per graph: each with its plan or
+#: analysis, and on large graphs the factor arrays of its last step.
+_SWAPPED_GRAPHS = 8
+
+
+def _swapped(graph, root):
+    """:meth:`_Pattern.swapped`, made anew."""
+    vertices = np.arange(graph.n_vertices)
+    vertices[[0, root]] = root, 0  # its own inverse: also each vertex's new index
+    sources, targets = vertices[graph.sources], vertices[graph.indices]
+    edges = np.lexsort((targets, sources))
+    indptr = np.zeros(graph.n_vertices + 1, dtype=np.int64)
+    np.cumsum(np.bincount(sources, minlength=graph.n_vertices), out=indptr[1:])
+    start = None if graph.start is None else int(vertices[graph.start])
+    swapped = type(graph)(
+        indptr, targets[edges], graph.labels[vertices], start=start, name=graph.name
+    )
+    return swapped, vertices, edges
 
 
 def _softmax_chain_rule(graph, probabilities, mu, h):

@@ -407,6 +407,96 @@ def test_a_move_that_underflows_is_reported(solver, monkeypatch):
         patrol.stationary(solved, theta)
 
 
+def _exact_logit_gradient(g, theta, dj_dmu, floor=0.0):
+    """One robot's dJ/dtheta from a 300-digit solve, for dJ/dmu = ``dj_dmu`` (taken as
+    exact): mu, then h from (I - P + 1 mu^T) h = dJ/dmu, then the softmax chain rule.
+    """
+    mpmath = pytest.importorskip("mpmath")
+    n = g.n_vertices
+    with mpmath.workdps(300):
+        softmax = []
+        for s in range(n):
+            weights = [mpmath.exp(mpmath.mpf(float(theta[e]))) for e in range(*g.indptr[s : s + 2])]
+            softmax += [w / sum(weights) for w in weights]
+        degree = g.out_degrees[g.sources]
+        moves = [
+            floor + (1 - int(d) * mpmath.mpf(floor)) * p
+            for d, p in zip(degree, softmax, strict=True)
+        ]
+        system = mpmath.eye(n)
+        for e, p in enumerate(moves):
+            system[int(g.sources[e]), int(g.indices[e])] -= p
+        transposed = system.T
+        for j in range(n):
+            transposed[0, j] = 1  # sum(mu) = 1 in place of one equation
+        mu = mpmath.lu_solve(transposed, mpmath.matrix([1] + [0] * (n - 1)))
+        for i in range(n):
+            for j in range(n):
+                system[i, j] += mu[j]
+        h = mpmath.lu_solve(system, mpmath.matrix([mpmath.mpf(float(x)) for x in dj_dmu]))
+        out = [mu[int(g.sources[e])] * h[int(g.indices[e])] for e in range(g.n_edges)]
+        grad = []
+        for s in range(n):
+            edges = range(*g.indptr[s : s + 2])
+            mean = sum(softmax[e] * out[e] for e in edges)
+            grad += [
+                (1 - int(degree[e]) * mpmath.mpf(floor)) * softmax[e] * (out[e] - mean)
+                for e in edges
+            ]
+        return np.array([float(x) for x in grad])
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_robot_that_rarely_visits_vertex_0_keeps_its_gradient(solver, monkeypatch):
+    # Logits of spread 8 on MUSEUM: robots 0 and 1 visit vertex 0 5e-31 and 4e-18 of the
+    # time. An adjoint grounded at vertex 0 has entries of about the time it takes to get
+    # there, and their differences, which the gradient needs, were lost: robot 0's
+    # gradient came out 10 times its largest entry wrong (0 on an edge where it is
+    # -3e-3), robot 1's 2e-6. Such robots' adjoints are grounded where they mostly are.
+    g = _solved_by(solver, graph.load("museum"), monkeypatch)
+    theta = np.random.default_rng(5).standard_normal((3, g.n_edges)) * 8.0
+    state = patrol.value_and_grad(g, theta)
+    assert state.mu[:2, 0].max() < 1e-17
+    _, dj_dmu = fastcov.value_and_grad(state.mu)
+    for i in range(2):
+        exact = _exact_logit_gradient(g, theta[i], dj_dmu[i])
+        assert np.abs(state.grad[i] - exact).max() <= 1e-10 * np.abs(exact).max(), i
+
+
+@pytest.mark.parametrize("floor", [0.0, 1e-13])
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_the_regrounded_gradient_takes_the_floor(solver, floor, monkeypatch):
+    # Moves into vertex 0 of e^-40 and e^-25 (or the floor) make robots 0 and 2 visit it
+    # 1e-12 of the time or less, robot 1 not: two robots regrounded, scaled by the floor
+    # where there is one, and one not.
+    edges = [(0, 1), (0, 2)] + [(u, v) for u in range(1, 11) for v in range(u + 1, 11)]
+    g = _solved_by(solver, graph.Graph.from_edges(edges, 11), monkeypatch)
+    theta = np.random.default_rng(4).standard_normal((3, g.n_edges))
+    into_0 = g.indices == 0
+    theta[0, into_0], theta[2, into_0] = -40.0, -25.0
+    state = patrol.value_and_grad(g, theta, floor=floor)
+    assert state.mu[[0, 2], 0].max() < 1e-12 < 1e-3 < state.mu[1, 0]
+    _, dj_dmu = fastcov.value_and_grad(state.mu)
+    for i in range(3):
+        exact = _exact_logit_gradient(g, theta[i], dj_dmu[i], floor)
+        assert np.abs(state.grad[i] - exact).max() <= 1e-13 * np.abs(exact).max(), i
+
+
+def test_a_swapped_graph_is_the_graph_with_two_vertices_renamed():
+    g = graph.load("museum")
+    swapped, vertices, edges = patrol._pattern(g).swapped(44)
+    assert vertices[0] == 44 and vertices[44] == 0
+    np.testing.assert_array_equal(np.delete(vertices, [0, 44]), np.delete(np.arange(70), [0, 44]))
+    np.testing.assert_array_equal(swapped.sources, vertices[g.sources[edges]])
+    np.testing.assert_array_equal(swapped.indices, vertices[g.indices[edges]])
+    np.testing.assert_array_equal(np.sort(edges), np.arange(g.n_edges))
+    assert swapped.labels[0] == g.labels[44] and swapped.labels[swapped.start] == g.labels[g.start]
+    assert patrol._pattern(g).swapped(44)[0] is swapped  # kept for the next step
+    for root in range(1, 1 + patrol._SWAPPED_GRAPHS):
+        patrol._pattern(g).swapped(root)
+    assert patrol._pattern(g).swapped(44)[0] is not swapped  # the oldest made way
+
+
 def test_read_only_logits_run_the_compiled_steps_of_writeable_ones():
     g = graph.load("museum")
     theta = np.random.default_rng(12).standard_normal((4, g.n_edges))
