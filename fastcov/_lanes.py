@@ -18,7 +18,7 @@ multiply-add), so each lane is bit for bit the scalar result.
 import numba
 import numpy as np
 from llvmlite import ir
-from numba.core import types
+from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 __all__ = [
@@ -29,6 +29,8 @@ __all__ = [
     "divide",
     "empty",
     "full",
+    "largest_magnitude",
+    "largest_magnitude_of_product",
     "maximum",
     "multiply",
     "reciprocal",
@@ -101,14 +103,35 @@ def _row_pointer(context, builder, types_, values):
     return builder.inttoptr(address, _VECTOR.as_pointer())
 
 
+def _larger(builder, out, source):
+    """The larger of out and source, lane by lane (out where they are equal)."""
+    return builder.select(builder.fcmp_ordered(">", source, out), source, out)
+
+
+def _magnitude(builder, vector):
+    """|vector|, by LLVM's fabs (its declare_intrinsic takes no vector types)."""
+    fabs = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_VECTOR, [_VECTOR]), f"llvm.fabs.v{LANES}f64"
+    )
+    return builder.call(fabs, [vector])
+
+
 copy = _one_operand(lambda builder, out, source: source)
 copy.__doc__ = "out[i] = source[j]"
 add = _one_operand(lambda builder, out, source: builder.fadd(out, source))
 add.__doc__ = "out[i] += source[j]"
-maximum = _one_operand(
-    lambda builder, out, source: builder.select(builder.fcmp_ordered(">", source, out), source, out)
-)
+maximum = _one_operand(lambda builder, out, source: _larger(builder, out, source))
 maximum.__doc__ = "out[i] = max(out[i], source[j]) (source[j] where it is larger; no NaN)"
+largest_magnitude = _one_operand(
+    lambda builder, out, source: _larger(builder, out, _magnitude(builder, source))
+)
+largest_magnitude.__doc__ = "out[i] = max(out[i], |source[j]|) (no NaN)"
+largest_magnitude_of_product = _two_operands(
+    lambda builder, out, left, right: _larger(
+        builder, out, _magnitude(builder, builder.fmul(left, right))
+    )
+)
+largest_magnitude_of_product.__doc__ = "out[i] = max(out[i], |left[j] * right[k]|) (no NaN)"
 subtract = _one_operand(lambda builder, out, source: builder.fsub(out, source))
 subtract.__doc__ = "out[i] -= source[j]"
 divide = _one_operand(lambda builder, out, by: builder.fdiv(out, by))

@@ -35,10 +35,12 @@ All robots' g come from one fastcov kernel pass (Theorem 1: each needs only its 
 and the shared terms).
 
 Grounding h at a vertex the robot rarely visits loses digits: h's entries grow like the
-time it takes to get there, and the gradient needs their differences. A robot whose
-share of time at vertex 0 is below 1e-6 of its largest share has its adjoint grounded at
-the vertex of that largest share instead: the graph with the two vertices swapped, with
-a plan or analysis of its own (made once, and kept for the next steps). No choice of
+time it takes to get there, and the gradient needs their differences, scaled by mu. The
+step estimates each robot's error as eps max_s mu(s) |h(s)|; where that exceeds 1e-10
+of the gradient's largest entry and vertex 0 has under 1/100 of the busiest vertex's
+share, the robot's adjoint is grounded at the busiest vertex instead: the graph with the
+two vertices swapped, with a plan or analysis of its own (made once, and kept for the
+next steps). No choice of
 ground helps a chain of several parts that each hold much of the robot's time and
 rarely exchange it: every adjoint, the dense one included, loses digits as the time
 between the parts grows (on MUSEUM, two pairs of vertices that each held a sixth of the
@@ -233,8 +235,9 @@ def _team_state(graph, logits, eps, floor):
     team = _Team(graph, probabilities)
     value, g = api.value_and_grad(team.mu, eps, backend="cpu")
     grad = team.logit_gradient(g, softmax)
-    if _rarely_at_root(team.mu).any():
-        _reground(graph, team.mu, g, probabilities, softmax, grad)
+    regrounded = np.flatnonzero(_grounds_losing_digits(team.mu, team.h, grad))
+    if regrounded.size:
+        _reground(graph, regrounded, team.mu, g, probabilities, softmax, grad)
     if floor:
         grad *= _floor_scale(graph, floor)  # dP/dsoftmax
     return PatrolState(value, grad, team.mu, probabilities)
@@ -258,48 +261,34 @@ def _planned_state(graph, pattern, logits, eps, floor):
     if robot == _REGROUND:
         # Rare enough to take the separate calls: the same g as the step's (its blocks).
         _, g = api.value_and_grad(mu, eps, backend="cpu")
-        softmax = _softmax_of(graph, logits)
+        softmax = _softmax_of(graph, logits) if floor else probabilities
+        robots = np.flatnonzero(np.isnan(grad[:, 0]))
         unscaled = np.empty_like(grad)
-        _reground(graph, mu, g, probabilities, softmax, unscaled)
-        rows = _rarely_at_root(mu)
-        grad[rows] = unscaled[rows] * (_floor_scale(graph, floor) if floor else 1.0)
+        _reground(graph, robots, mu, g, probabilities, softmax, unscaled)
+        grad[robots] = unscaled[robots] * (_floor_scale(graph, floor) if floor else 1.0)
     return PatrolState(math.fsum(partials.tolist()), grad, mu, probabilities)
 
 
-def _rarely_at_root(mu):
-    """Which robots (rows of ``mu``) visit vertex 0 so rarely that an adjoint grounded
-    there loses digits (see :data:`_REGROUND_SHARE`).
+def _reground(graph, regrounded, mu, g, probabilities, softmax, grad):
+    """Set the rows ``regrounded`` of ``grad`` (dJ/dtheta before a floor's scale) again,
+    from an adjoint grounded at each robot's most visited vertex: a graph with that vertex
+    and vertex 0 swapped, factored anew (robots of the same vertex together). ``g`` is
+    dJ/dmu; the other arrays are as :class:`PatrolState`'s.
     """
-    return mu[:, 0] < _REGROUND_SHARE * mu.max(axis=1)
-
-
-def _reground(graph, mu, g, probabilities, softmax, grad):
-    """Set the rows of ``grad`` (dJ/dtheta before a floor's scale) of the robots that rarely
-    visit vertex 0 again, from an adjoint grounded at each one's most visited vertex: a
-    graph with those two vertices swapped, factored anew (robots of the same vertex
-    together). ``g`` is dJ/dmu; the other arrays are as :class:`PatrolState`'s.
-    """
-    rare = _rarely_at_root(mu)
-    roots = np.argmax(mu, axis=1)
-    for root in np.unique(roots[rare]):
-        robots = np.flatnonzero(rare & (roots == root))
+    roots = np.argmax(mu[regrounded], axis=1)
+    for root in np.unique(roots):
+        robots = regrounded[roots == root]
         swapped, vertices, edges = _pattern(graph).swapped(int(root))
+        pattern = _pattern(swapped)
+        if pattern.plan is not None:
+            _planned_gradient(
+                *pattern.planned_arrays, robots, vertices, edges, probabilities, softmax, mu,
+                g, grad,
+            )  # fmt: skip
+            continue
         rows = np.ix_(robots, edges)
-        grad[rows] = _logit_gradient(
-            swapped, probabilities[rows], softmax[rows], mu[np.ix_(robots, vertices)],
-            g[np.ix_(robots, vertices)]
-        )  # fmt: skip
-
-
-def _logit_gradient(graph, probabilities, softmax, mu, g):
-    """dJ/dtheta (N, n_edges), before a floor's scale, by the adjoint grounded at vertex
-    0, from the robots' edge ``probabilities`` and the ``softmax`` they came from (N,
-    n_edges), and their mu and g = dJ/dmu (N, n).
-    """
-    pattern = _pattern(graph)
-    if pattern.plan is not None:
-        return _planned_gradient(*pattern.planned_arrays, probabilities, softmax, mu, g)
-    return _Team(graph, probabilities).logit_gradient(g, softmax)
+        team = _Team(swapped, probabilities[rows])
+        grad[rows] = team.logit_gradient(g[np.ix_(robots, vertices)], softmax[rows])
 
 
 def _planned_scale(graph, floor):
@@ -313,14 +302,71 @@ _NO_SCALE = np.ones(0)
 _LOGITS_NOT_FINITE = -2
 _REGROUND = -3
 
-#: A robot whose share of time at vertex 0 is below this fraction of its largest share
-#: gets its adjoint grounded at the vertex of that largest share instead. Grounded at a
-#: vertex the chain rarely visits, h's entries grow like the time it takes to get there
-#: from where the robot is, while the gradient needs their differences: on MUSEUM, with
-#: logits of spread 2 to 8, the error (relative to the largest entry of the gradient,
-#: against a 300-digit solve) grew as about 1e-17 over that fraction: 8e-2 at 8.5e-14,
-#: 8e-5 at 1.7e-10 (with the most visited vertex as ground: 9e-7 and 4e-9).
-_REGROUND_SHARE = 1e-6
+#: The error of dJ/dtheta (relative to its largest entry) an adjoint grounded at vertex 0
+#: may have; a robot whose estimate exceeds it has its adjoint grounded at its most
+#: visited vertex instead (:func:`_ground_loses_digits`).
+_GROUND_ERROR = 1e-10
+
+#: ... where vertex 0's share of the robot's time is below this fraction of that
+#: vertex's: a ground's error grows as its share falls, so a ground visited nearly as
+#: often gains nothing.
+_BUSIEST_SHARE = 1e-2
+
+
+@_inline_jit
+def _ground_loses_digits(mu, h, gradient, n_edges, count, out):
+    """Set out[m], m < count: whether robot m's adjoint ``h``, grounded at vertex 0, left
+    its ``gradient`` (dJ/dtheta) less accurate than _GROUND_ERROR while a busier vertex
+    could do better (``mu``, ``h`` and ``gradient`` in lanes, a robot a lane).
+
+    h's entries grow like the time it takes to reach the ground, and dJ/dtheta takes
+    differences of them, scaled by mu: its error is about eps max_s mu(s) |h(s)|. On
+    MUSEUM with logits of spread 2 to 8 (48 robots, errors against a 300-digit solve
+    from 4e-13 to 2 of the largest entry) that estimate was within 1/10 to 5 times the
+    error; grounded at the busiest vertex, the robots that vertex 0 saw 8.5e-14 and
+    1.7e-10 as often had errors of 9e-7 and 4e-9 rather than 8e-2 and 8e-5.
+    """
+    # Each maximum is kept in _CHAINS rows taken in turn: a row's next maximum waits for
+    # its last (through memory), and with one row that wait was most of the time (1.3 us
+    # of a MUSEUM step of 8 robots).
+    shares, terms = _lanes.full((_CHAINS,), 0.0), _lanes.full((_CHAINS,), 0.0)
+    entries = _lanes.full((_CHAINS,), 0.0)
+    for v in range(mu.shape[0]):
+        _lanes.maximum(shares, v % _CHAINS, mu, v)
+        _lanes.largest_magnitude_of_product(terms, v % _CHAINS, mu, v, h, v)
+    for e in range(n_edges):
+        _lanes.largest_magnitude(entries, e % _CHAINS, gradient, e)
+    for k in range(1, _CHAINS):
+        _lanes.maximum(shares, 0, shares, k)
+        _lanes.maximum(terms, 0, terms, k)
+        _lanes.maximum(entries, 0, entries, k)
+    for m in range(count):
+        out[m] = (
+            mu[0, m] < _BUSIEST_SHARE * shares[0, m]
+            and _EPSILON * terms[0, m] > _GROUND_ERROR * entries[0, m]
+        )
+
+
+@_jit
+def _grounds_losing_digits(mu, h, grad):
+    """:func:`_ground_loses_digits` for rows of robots (mu, h (N, n), grad (N, n_edges)):
+    a flag a robot.
+    """
+    n_robots, n = mu.shape
+    flags = np.zeros(n_robots, dtype=np.bool_)
+    mu_lanes, h_lanes = _lanes.empty((n,)), _lanes.empty((n,))
+    gradient = _lanes.empty((grad.shape[1],))
+    for first in range(0, n_robots, _lanes.LANES):
+        _into_lanes(mu, first, 0, n, mu_lanes)
+        _into_lanes(h, first, 0, n, h_lanes)
+        _into_lanes(grad, first, 0, grad.shape[1], gradient)
+        count = min(_lanes.LANES, n_robots - first)
+        _ground_loses_digits(mu_lanes, h_lanes, gradient, grad.shape[1], count, flags[first:])
+    return flags
+
+
+_EPSILON = np.finfo(np.float64).eps
+_CHAINS = 4
 
 
 @_jit
@@ -328,10 +374,11 @@ def _planned_step(
     order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, logits, floor, scale,
     eps, group, block,
 ):  # fmt: skip
-    """(J's block partials, status, dJ/dtheta, mu, P) for the plan of arrays
-    ``order`` .. ``targets``, where status is -1, or _REGROUND where some robot's
-    dJ/dtheta is to be computed again (:func:`_rarely_at_root`), or the first robot whose
-    mu is not finite, or _LOGITS_NOT_FINITE (then nothing else is computed). The steps:
+    """(J's block partials, status, dJ/dtheta, mu, P) for the plan of arrays ``order`` ..
+    ``targets``, where status is -1, or _REGROUND where some robots need dJ/dtheta again
+    with another ground (:func:`_ground_loses_digits`; their rows of dJ/dtheta are NaN),
+    or the first robot whose mu is not finite, or _LOGITS_NOT_FINITE (then nothing else is
+    computed). The steps:
     softmax (floored with ``scale`` = 1 - d(s) floor when ``floor``), the plan's
     factorisation and mu, fastcov's gradient sweep on this thread (the same blocks, so the
     same g, as :func:`fastcov.value_and_grad`), the adjoint and the chain rule.
@@ -357,48 +404,65 @@ def _planned_step(
     partials, _ = cpu.gradient_on_this_thread(mu, eps, g, group, block)
     h = _lanes.empty((n,))
     gradient = _lanes.empty((n_edges,))
+    regrounded, status = np.empty(_lanes.LANES, dtype=np.bool_), -1
     for c, first in enumerate(range(0, n_robots, _lanes.LANES)):
         _planned_adjoint(plan, values[c], g[first:], mu[first:], h)
         _chain_rule_lanes(indptr, indices, 0, n, softmax[c], mu_lanes[c], h, gradient)
         _out_of_lanes(gradient, n_edges, first, 0, grad)
+        count = min(_lanes.LANES, n_robots - first)
+        _ground_loses_digits(mu_lanes[c], h, gradient, n_edges, count, regrounded)
+        for m in range(count):
+            if regrounded[m]:
+                grad[first + m] = np.nan
+                status = _REGROUND
     if floor:
         grad *= scale  # dP/dsoftmax
-    status = -1
-    for robot in range(n_robots):
-        # (The largest share is at most 1: the first test leaves out nearly every robot.)
-        if mu[robot, 0] < _REGROUND_SHARE and mu[robot, 0] < _REGROUND_SHARE * mu[robot].max():
-            status = _REGROUND
     return partials, status, grad, mu, probabilities
 
 
 @_jit
 def _planned_gradient(
-    order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, probabilities,
-    softmax, mu, g,
+    order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, robots, vertices,
+    edges, probabilities, softmax, mu, g, grad,
 ):  # fmt: skip
-    """dJ/dtheta (N, n_edges), before a floor's scale, for the plan of arrays ``order`` ..
-    ``targets``: as :func:`_logit_gradient`.
+    """Set rows ``robots`` of ``grad``: dJ/dtheta before a floor's scale, by the adjoint
+    grounded at vertex 0 of a swapped graph (:meth:`_Pattern.swapped`) with the plan of
+    arrays ``order`` .. ``targets``. The other arrays are the original graph's: edge
+    ``probabilities`` and the ``softmax`` they came from, mu and g = dJ/dmu, a row per
+    robot; the swapped graph's vertex v is its ``vertices[v]``, its edge e ``edges[e]``.
     """
-    n_robots, n_edges = probabilities.shape
     n = indptr.size - 1
     plan = _elimination.Plan(order, ptr, neighbours, targets)
-    grad = np.empty_like(probabilities)
     moves, chosen, gradient = (
-        _lanes.empty((n_edges,)),
-        _lanes.empty((n_edges,)),
-        _lanes.empty((n_edges,)),
+        _lanes.empty((edges.size,)),
+        _lanes.empty((edges.size,)),
+        _lanes.empty((edges.size,)),
     )
     values = _lanes.empty((plan.ptr.size - 1 + 2 * plan.neighbours.size,))
     mu_lanes, h, mu_anew = _lanes.empty((n,)), _lanes.empty((n,)), _lanes.empty((n,))
-    for first in range(0, n_robots, _lanes.LANES):
-        _into_lanes(probabilities, first, 0, n_edges, moves)
+    mu_rows, g_rows = np.empty((_lanes.LANES, n)), np.empty((_lanes.LANES, n))
+    for first in range(0, robots.size, _lanes.LANES):
+        chunk = robots[first : first + _lanes.LANES]
+        _gathered(probabilities, chunk, edges, moves)
+        _gathered(softmax, chunk, edges, chosen)
+        _gathered(mu, chunk, vertices, mu_lanes)
+        for m, robot in enumerate(chunk):
+            mu_rows[m] = mu[robot][vertices]
+            g_rows[m] = g[robot][vertices]
         _planned_stationary(plan, slots, kept_edges, indptr, indices, moves, values, mu_anew)
-        _planned_adjoint(plan, values, g[first:], mu[first:], h)
-        _into_lanes(softmax, first, 0, n_edges, chosen)
-        _into_lanes(mu, first, 0, n, mu_lanes)
+        _planned_adjoint(plan, values, g_rows[: chunk.size], mu_rows[: chunk.size], h)
         _chain_rule_lanes(indptr, indices, 0, n, chosen, mu_lanes, h, gradient)
-        _out_of_lanes(gradient, n_edges, first, 0, grad)
-    return grad
+        for m, robot in enumerate(chunk):
+            for e in range(edges.size):
+                grad[robot, edges[e]] = gradient[e, m]
+
+
+@_inline_jit
+def _gathered(rows, robots, columns, lanes):
+    """lanes[k, m] = rows[robots[m], columns[k]]; lanes past the last robot repeat it."""
+    for k in range(columns.size):
+        for m in range(_lanes.LANES):
+            lanes[k, m] = rows[robots[min(m, robots.size - 1)], columns[k]]
 
 
 @_jit
@@ -653,12 +717,13 @@ class _Team:
 
     def logit_gradient(self, g, softmax):
         """dJ/dtheta, shape (N, n_edges), from g = dJ/dmu, shape (N, n), for P =
-        ``softmax`` (N, n_edges) of theta: dJ/dsoftmax when a floor scales it.
+        ``softmax`` (N, n_edges) of theta: dJ/dsoftmax when a floor scales it. The
+        adjoint stays as ``h`` (N, n).
         """
-        h = np.zeros_like(self.mu)
+        self.h = np.zeros_like(self.mu)
         robots = list(enumerate(self.factors))
-        _in_threads(lambda item: self._adjoint(*item, g, h), robots)
-        return _softmax_chain_rule(self.graph, softmax, self.mu, h)
+        _in_threads(lambda item: self._adjoint(*item, g, self.h), robots)
+        return _softmax_chain_rule(self.graph, softmax, self.mu, self.h)
 
     def _factor(self, robot):
         """Factor robot ``robot``'s A into an array borrowed from the pattern and set its

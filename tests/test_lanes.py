@@ -21,13 +21,15 @@ def _apply_all(out, a, b, rows):
     _lanes.multiply(out, 7, b, j)
     _lanes.reciprocal(out, 8, a, k)
     _lanes.add_product(out, 9, b, j, a, i)
+    _lanes.largest_magnitude(out, 10, a, i)
+    _lanes.largest_magnitude_of_product(out, 11, a, j, b, k)
 
 
 @pytest.mark.parametrize("index_type", [np.int32, np.int64])
 def test_row_operations_are_numpys(index_type):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((2, 5, LANES))
-    out = rng.standard_normal((10, LANES))
+    out = rng.standard_normal((12, LANES))
     rows = np.array([4, 0, 2], index_type)
     expected = out.copy()
     i, j, k = rows
@@ -41,6 +43,8 @@ def test_row_operations_are_numpys(index_type):
     expected[7] *= b[j]
     expected[8] = 1.0 / a[k]
     expected[9] += b[j] * a[i]
+    expected[10] = np.maximum(expected[10], np.abs(a[i]))
+    expected[11] = np.maximum(expected[11], np.abs(a[j] * b[k]))
     _apply_all(out, a, b, rows)
     np.testing.assert_array_equal(out, expected)
 
