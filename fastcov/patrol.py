@@ -322,9 +322,9 @@ def _ground_loses_digits(mu, h, gradient, n_edges, count, out):
     h's entries grow like the time it takes to reach the ground, and dJ/dtheta takes
     differences of them, scaled by mu: its error is about eps max_s mu(s) |h(s)|. On
     MUSEUM with logits of spread 2 to 8 (48 robots, errors against a 300-digit solve
-    from 4e-13 to 2 of the largest entry) that estimate was within 1/10 to 5 times the
+    from 7.5e-15 to 2 of the largest entry) that estimate was within 1/15 to 9 times the
     error; grounded at the busiest vertex, the robots that vertex 0 saw 8.5e-14 and
-    1.7e-10 as often had errors of 9e-7 and 4e-9 rather than 8e-2 and 8e-5.
+    1.7e-10 as often had errors of 1e-6 and 4e-9 rather than 8e-2 and 8e-5.
     """
     # Each maximum is kept in _CHAINS rows taken in turn: a row's next maximum waits for
     # its last (through memory), and with one row that wait was most of the time (1.3 us
