@@ -361,19 +361,9 @@ def test_stationary_keeps_every_digit_of_tiny_shares(scale):
     g = graph.load("office")
     theta = np.random.default_rng(3).standard_normal(g.n_edges) * scale
     mu = patrol.stationary(g, theta)
-    n = g.n_vertices
     with mpmath.workdps(300):
-        system = mpmath.eye(n)
-        for s in range(n):
-            edges = range(g.indptr[s], g.indptr[s + 1])
-            weights = [mpmath.exp(mpmath.mpf(float(theta[e]))) for e in edges]
-            for e, weight in zip(edges, weights, strict=True):
-                system[s, int(g.indices[e])] -= weight / sum(weights)
-        system = system.T
-        for j in range(n):
-            system[0, j] = 1  # replace one equation by sum(mu) = 1
-        exact = mpmath.lu_solve(system, mpmath.matrix([1] + [0] * (n - 1)))
-        errors = [abs((mpmath.mpf(float(mu[i])) - exact[i]) / exact[i]) for i in range(n)]
+        _, exact = _exact_chain(mpmath, g, _exact_softmax(mpmath, g, theta))
+        errors = [abs((mpmath.mpf(float(x)) - e) / e) for x, e in zip(mu, exact, strict=True)]
     assert float(max(errors)) < 1e-12
     if scale == 40.0:
         assert mu.min() < 1e-100
@@ -407,6 +397,29 @@ def test_a_move_that_underflows_is_reported(solver, monkeypatch):
         patrol.stationary(solved, theta)
 
 
+def _exact_softmax(mpmath, g, theta):
+    """One robot's edge probabilities, as mpmath numbers at the working precision."""
+    softmax = []
+    for s in range(g.n_vertices):
+        weights = [mpmath.exp(mpmath.mpf(float(theta[e]))) for e in range(*g.indptr[s : s + 2])]
+        softmax += [w / sum(weights) for w in weights]
+    return softmax
+
+
+def _exact_chain(mpmath, g, moves):
+    """(I - P, mu) for edge probabilities ``moves``, at the working precision: mu from
+    mu^T (I - P) = 0 with sum(mu) = 1 in place of one equation.
+    """
+    n = g.n_vertices
+    system = mpmath.eye(n)
+    for e, p in enumerate(moves):
+        system[int(g.sources[e]), int(g.indices[e])] -= p
+    transposed = system.T
+    for j in range(n):
+        transposed[0, j] = 1
+    return system, mpmath.lu_solve(transposed, mpmath.matrix([1] + [0] * (n - 1)))
+
+
 def _exact_logit_gradient(g, theta, dj_dmu, floor=0.0):
     """One robot's dJ/dtheta from a 300-digit solve, for dJ/dmu = ``dj_dmu`` (taken as
     exact): mu, then h from (I - P + 1 mu^T) h = dJ/dmu, then the softmax chain rule.
@@ -414,22 +427,13 @@ def _exact_logit_gradient(g, theta, dj_dmu, floor=0.0):
     mpmath = pytest.importorskip("mpmath")
     n = g.n_vertices
     with mpmath.workdps(300):
-        softmax = []
-        for s in range(n):
-            weights = [mpmath.exp(mpmath.mpf(float(theta[e]))) for e in range(*g.indptr[s : s + 2])]
-            softmax += [w / sum(weights) for w in weights]
+        softmax = _exact_softmax(mpmath, g, theta)
         degree = g.out_degrees[g.sources]
         moves = [
             floor + (1 - int(d) * mpmath.mpf(floor)) * p
             for d, p in zip(degree, softmax, strict=True)
         ]
-        system = mpmath.eye(n)
-        for e, p in enumerate(moves):
-            system[int(g.sources[e]), int(g.indices[e])] -= p
-        transposed = system.T
-        for j in range(n):
-            transposed[0, j] = 1  # sum(mu) = 1 in place of one equation
-        mu = mpmath.lu_solve(transposed, mpmath.matrix([1] + [0] * (n - 1)))
+        system, mu = _exact_chain(mpmath, g, moves)
         for i in range(n):
             for j in range(n):
                 system[i, j] += mu[j]
