@@ -440,29 +440,29 @@ def _planned_gradient(
     )
     values = _lanes.empty((plan.ptr.size - 1 + 2 * plan.neighbours.size,))
     mu_lanes, h, mu_anew = _lanes.empty((n,)), _lanes.empty((n,)), _lanes.empty((n,))
+    # A chunk's rows in the swapped graph's order, then into lanes as the step's are.
+    probability_rows, softmax_rows = (
+        np.empty((_lanes.LANES, edges.size)),
+        np.empty((_lanes.LANES, edges.size)),
+    )
     mu_rows, g_rows = np.empty((_lanes.LANES, n)), np.empty((_lanes.LANES, n))
     for first in range(0, robots.size, _lanes.LANES):
         chunk = robots[first : first + _lanes.LANES]
-        _gathered(probabilities, chunk, edges, moves)
-        _gathered(softmax, chunk, edges, chosen)
-        _gathered(mu, chunk, vertices, mu_lanes)
         for m, robot in enumerate(chunk):
+            probability_rows[m] = probabilities[robot][edges]
+            softmax_rows[m] = softmax[robot][edges]
             mu_rows[m] = mu[robot][vertices]
             g_rows[m] = g[robot][vertices]
+        count = chunk.size
+        _into_lanes(probability_rows[:count], 0, 0, edges.size, moves)
+        _into_lanes(softmax_rows[:count], 0, 0, edges.size, chosen)
+        _into_lanes(mu_rows[:count], 0, 0, n, mu_lanes)
         _planned_stationary(plan, slots, kept_edges, indptr, indices, moves, values, mu_anew)
-        _planned_adjoint(plan, values, g_rows[: chunk.size], mu_rows[: chunk.size], h)
+        _planned_adjoint(plan, values, g_rows[:count], mu_rows[:count], h)
         _chain_rule_lanes(indptr, indices, 0, n, chosen, mu_lanes, h, gradient)
         for m, robot in enumerate(chunk):
             for e in range(edges.size):
                 grad[robot, edges[e]] = gradient[e, m]
-
-
-@_inline_jit
-def _gathered(rows, robots, columns, lanes):
-    """lanes[k, m] = rows[robots[m], columns[k]]; lanes past the last robot repeat it."""
-    for k in range(columns.size):
-        for m in range(_lanes.LANES):
-            lanes[k, m] = rows[robots[min(m, robots.size - 1)], columns[k]]
 
 
 @_jit
