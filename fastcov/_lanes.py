@@ -108,6 +108,14 @@ def _larger(builder, out, source):
     return builder.select(builder.fcmp_ordered(">", source, out), source, out)
 
 
+def _larger_or_nan(builder, out, source):
+    """:func:`_larger`, but NaN where either is NaN (as ``np.maximum``)."""
+    take = builder.or_(
+        builder.fcmp_ordered(">", source, out), builder.fcmp_unordered("uno", source, source)
+    )
+    return builder.select(take, source, out)
+
+
 def _magnitude(builder, vector):
     """|vector|, by LLVM's fabs (its declare_intrinsic takes no vector types)."""
     fabs = cgutils.get_or_insert_function(
@@ -123,15 +131,17 @@ add.__doc__ = "out[i] += source[j]"
 maximum = _one_operand(lambda builder, out, source: _larger(builder, out, source))
 maximum.__doc__ = "out[i] = max(out[i], source[j]) (source[j] where it is larger; no NaN)"
 largest_magnitude = _one_operand(
-    lambda builder, out, source: _larger(builder, out, _magnitude(builder, source))
+    lambda builder, out, source: _larger_or_nan(builder, out, _magnitude(builder, source))
 )
-largest_magnitude.__doc__ = "out[i] = max(out[i], |source[j]|) (no NaN)"
+largest_magnitude.__doc__ = "out[i] = max(out[i], |source[j]|), NaN once either is (np.maximum)"
 largest_magnitude_of_product = _two_operands(
-    lambda builder, out, left, right: _larger(
+    lambda builder, out, left, right: _larger_or_nan(
         builder, out, _magnitude(builder, builder.fmul(left, right))
     )
 )
-largest_magnitude_of_product.__doc__ = "out[i] = max(out[i], |left[j] * right[k]|) (no NaN)"
+largest_magnitude_of_product.__doc__ = (
+    "out[i] = max(out[i], |left[j] * right[k]|), NaN once either is (np.maximum)"
+)
 subtract = _one_operand(lambda builder, out, source: builder.fsub(out, source))
 subtract.__doc__ = "out[i] -= source[j]"
 divide = _one_operand(lambda builder, out, by: builder.fdiv(out, by))

@@ -34,27 +34,39 @@ rule gives, for edge e out of s with G_e = mu(s) h(target of e),
 All robots' g come from one fastcov kernel pass (Theorem 1: each needs only its own mu_i
 and the shared terms).
 
-Grounding h at a vertex the robot rarely visits loses digits: h's entries grow like the
-time it takes to get there, and the gradient needs their differences, scaled by mu. The
-step estimates each robot's error as eps max_s mu(s) |h(s)|; where that exceeds 1e-10
-of the gradient's largest entry and vertex 0 has under 1/100 of the busiest vertex's
-share, the robot's adjoint is grounded at the busiest vertex instead: the graph with the
-two vertices swapped, with a plan or analysis of its own (made once, and kept for the
-next steps). No choice of
-ground helps a chain of several parts that each hold much of the robot's time and
-rarely exchange it: every adjoint, the dense one included, loses digits as the time
-between the parts grows (on MUSEUM, two pairs of vertices that each held a sixth of the
-time and were left with probabilities of 1e-4 and less left no digit of the gradient).
+Grounding at vertex 0 fails a robot that rarely visits it, in three ways, each handled:
+
+- mu out of range: the measure x = mu / mu(0) overflows where mu(0) is below about
+  1e-308 (mu came out all zeros, J as if the robot were not there). A robot that visits
+  vertex 0 less than 2^-1000 of the time has its mu solved again, grounded at its busiest
+  vertex (the graph with the two vertices swapped, with a plan or analysis of its own,
+  kept for the next steps). Where moves underflowed to 0, the ground is a vertex of the
+  chain's closed class in float64; a chain with two such classes has no unique
+  stationary distribution there, and raises FloatingPointError.
+- h's digits: h's entries grow like the time it takes to reach the ground, and the
+  gradient needs their differences, scaled by mu. The step estimates each robot's error
+  as eps max_s mu(s) |h(s)|; where that exceeds 1e-10 of the gradient's largest entry
+  and vertex 0 has under 1/100 of the busiest vertex's share (or the gradient is not
+  finite), the robot's gradient is found again from grounds at one vertex after another:
+  the entries of the edges out of s are accurate from a ground near s (grounded at s,
+  to about eps max |dJ/dmu|), and a second solve, for |g| + |mu . g|, bounds each
+  entry's error (:func:`_best_grounded_gradient`).
+- dJ/dmu = +inf at a vertex no robot's share reaches in float64 (fastcov's value at
+  mu(s) = 0; the true shares are positive): the step takes that share as the least
+  float64, for a finite derivative and a gradient without NaN.
 """
 
 import dataclasses
 import math
 import threading
+import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+import scipy.sparse
+import scipy.sparse.csgraph
 
 from . import _checks, _elimination, _lanes, _multifrontal, _vmath, api, cpu
 
@@ -157,10 +169,14 @@ def stationary(graph, logits, *, floor=0.0):
         As :func:`transition_probabilities`.
     FloatingPointError
         A robot's transition probabilities span too many orders of magnitude for float64
-        (the message names the robot): some underflow, so the chain no longer reaches
-        every vertex. Until then every share keeps full relative accuracy, however
-        small (both solvers eliminate without cancellation). A ``floor`` keeps every
-        probability away from underflow.
+        (the message names the robot): moves that underflow to 0 leave its chain, in
+        float64, with several closed classes (the message names a vertex of two), or
+        its elimination underflows. A chain left with one closed class gets the
+        stationary distribution of its float64 probabilities. Every share keeps full
+        relative accuracy, however small (both solvers eliminate without cancellation,
+        and a robot that visits vertex 0 less than 2^-1000 of the time is solved
+        grounded at its busiest vertex). A ``floor`` keeps every probability away from
+        underflow.
     """
     graph.require_strongly_connected()
     logits = _check_logits(graph, logits)
@@ -172,9 +188,8 @@ def stationary(graph, logits, *, floor=0.0):
         # as separate calls, most of it Python, more than the whole step's 30).
         mu, probabilities = np.empty((len(rows), graph.n_vertices)), np.empty_like(rows)
         scale = _planned_scale(graph, floor)
-        robot = _planned_mu(*pattern.planned_arrays, rows, floor, scale, mu, probabilities)
-        if robot >= 0:
-            raise _too_extreme(robot, probabilities, "is not finite")
+        if _planned_mu(*pattern.planned_arrays, rows, floor, scale, mu, probabilities) >= 0:
+            _ground_faint_robots(graph, probabilities, mu)
     else:
         mu = _Team(graph, _with_floor(graph, _softmax_of(graph, rows), floor)).mu
     return mu.reshape(logits.shape[:-1] + (graph.n_vertices,))
@@ -192,7 +207,9 @@ def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
         in float64, float32 logits included).
     eps : float
         Passed to :func:`fastcov.value_and_grad` (clamps mu(s) inside the log of the
-        weights; 0 keeps the exact gradient).
+        weights; 0 keeps the exact gradient). A vertex whose share underflowed to 0 for
+        every robot counts as having the least float64 share there (its true share is
+        positive, and its derivative finite, where fastcov's is +inf at 0).
     floor : float
         As for :func:`transition_probabilities`; the gradient is that of J through the
         floored probabilities.
@@ -201,11 +218,22 @@ def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
     -------
     PatrolState
         J, dJ/dtheta (N, n_edges), the stationary distributions and edge probabilities.
+        Each entry of dJ/dtheta is within about 1e-6 of the largest entry of its robot's
+        row, or 8 eps max |dJ/dmu_i| where that is more, of the exact gradient of the
+        float64 probabilities, unless a RuntimeWarning says otherwise (most are far
+        closer: see the module docstring on grounds).
 
     Raises
     ------
     ValueError, TypeError, FloatingPointError
         As :func:`stationary`.
+
+    Warns
+    -----
+    RuntimeWarning
+        Where the error bound of a robot's gradient stays above 1e-4 of its largest
+        entry after 16 grounds (its probabilities span hundreds of orders of
+        magnitude; a floor keeps them closer).
 
     Notes
     -----
@@ -213,9 +241,8 @@ def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
     factors of every robot stay allocated with the graph after the call, for the next
     step to reuse: about 0.8 GB a robot on a 10^6-vertex grid (a fresh array costs more
     to touch than the factorisation that fills it). They are freed with the graph. A
-    robot that rarely visits vertex 0 (see the module docstring) is factored a second
-    time, grounded elsewhere; the graph keeps those factors too, for the last 8 vertices
-    so used.
+    robot that rarely visits vertex 0 (see the module docstring) is factored again,
+    grounded elsewhere; the graph keeps the analyses of the last 8 grounds so used.
     """
     graph.require_strongly_connected()
     return _team_state(graph, logits, eps, _check_floor(graph, floor))
@@ -226,16 +253,19 @@ def _team_state(graph, logits, eps, floor):
     floor already checked.
     """
     logits = _logits_array(graph, logits, ndims=(2,))
+    eps = max(api._check_eps(eps), _LEAST_SHARE)
     pattern = _pattern(graph) if graph.n_vertices > 1 else None
     if pattern is not None and pattern.plan is not None:
-        return _planned_state(graph, pattern, logits, api._check_eps(eps), floor)
+        return _planned_state(graph, pattern, logits, eps, floor)
     _require_finite(logits)
     softmax = _softmax_of(graph, logits)
     probabilities = _with_floor(graph, softmax.copy() if floor else softmax, floor)
     team = _Team(graph, probabilities)
     value, g = api.value_and_grad(team.mu, eps, backend="cpu")
     grad = team.logit_gradient(g, softmax)
-    regrounded = np.flatnonzero(_grounds_losing_digits(team.mu, team.h, grad))
+    flags = _grounds_losing_digits(team.mu, team.h, grad)
+    flags[list(team.faint)] = True  # their factors were never used
+    regrounded = np.flatnonzero(flags)
     if regrounded.size:
         _reground(graph, regrounded, team.mu, g, probabilities, softmax, grad)
     if floor:
@@ -255,9 +285,7 @@ def _planned_state(graph, pattern, logits, eps, floor):
     if robot == _LOGITS_NOT_FINITE:
         _require_finite(logits)
     if robot >= 0:
-        # Only where a probability (nearly) underflows: the chain then no longer reaches
-        # every vertex in float64.
-        raise _too_extreme(robot, probabilities, "is not finite")
+        return _faint_ground_state(graph, logits, mu, probabilities, eps, floor)
     if robot == _REGROUND:
         # Rare enough to take the separate calls: the same g as the step's (its blocks).
         _, g = api.value_and_grad(mu, eps, backend="cpu")
@@ -269,26 +297,241 @@ def _planned_state(graph, pattern, logits, eps, floor):
     return PatrolState(math.fsum(partials.tolist()), grad, mu, probabilities)
 
 
+def _faint_ground_state(graph, logits, mu, probabilities, eps, floor):
+    """:func:`_planned_state` where some robot visits vertex 0 too rarely for its mu
+    (``mu`` and ``probabilities`` are the step's, the rows of those robots not usable):
+    their mu grounded elsewhere, then every robot's dJ/dtheta grounded at its busiest
+    vertex (rare enough to take the separate calls).
+    """
+    _ground_faint_robots(graph, probabilities, mu)
+    value, g = api.value_and_grad(mu, eps, backend="cpu")
+    softmax = _softmax_of(graph, logits) if floor else probabilities
+    grad = np.empty_like(probabilities)
+    _reground(graph, np.arange(len(mu)), mu, g, probabilities, softmax, grad)
+    if floor:
+        grad *= _floor_scale(graph, floor)
+    return PatrolState(value, grad, mu, probabilities)
+
+
+def _ground_faint_robots(graph, probabilities, mu):
+    """Set the rows of ``mu`` whose share of vertex 0 is below _FAINTEST_GROUND (or not a
+    number) by :func:`_grounded_elsewhere`.
+    """
+    for robot in np.flatnonzero(~(mu[:, 0] >= _FAINTEST_GROUND)):
+        mu[robot] = _grounded_elsewhere(graph, probabilities, robot)
+
+
+def _grounded_elsewhere(graph, probabilities, robot, x=None):
+    """The stationary distribution (n,) of robot ``robot`` (edge ``probabilities``, a row
+    per robot) that visits vertex 0 less than _FAINTEST_GROUND of the time: solved with
+    the busiest vertex of its measure ``x`` (:func:`_measure`, grounded at vertex 0;
+    computed if not given) as the ground, then, if that vertex is visited too rarely
+    still, with the busiest vertex of the new measure, _GROUNDS_TRIED grounds in all.
+    Where a measure shows no vertex busier than its ground (where moves underflowed to
+    0, so that the chain cannot reach the ground in float64, it is not a number), the
+    ground is a vertex of the chain's closed class in float64 (:func:`_closed_class`).
+
+    Raises FloatingPointError when no ground will do: the chain has several closed
+    classes in float64, or the elimination underflowed.
+    """
+    row = probabilities[robot]
+    x = _measure(graph, row) if x is None else x
+    vertices = np.arange(graph.n_vertices)
+    mu = np.empty((graph.n_vertices, 1))
+    for _ in range(_GROUNDS_TRIED):
+        busiest = int(np.argmax(np.where(np.isnan(x[:, 0]), -1.0, x[:, 0])))
+        if x[busiest, 0] > 1.0:
+            root = int(vertices[busiest + 1])
+        else:
+            closed = _closed_class(graph, robot, probabilities)
+            if vertices[0] in closed:
+                break
+            root = int(closed[0])
+        swapped, vertices, edges = _pattern(graph).swapped(root)
+        x = _measure(swapped, row[edges])
+        _normalise(x, mu)
+        if mu[0, 0] >= _FAINTEST_GROUND:
+            shares = np.empty(graph.n_vertices)
+            shares[vertices] = mu[:, 0]
+            return shares
+    _closed_class(graph, robot, probabilities)  # the clearer error, where it applies
+    raise _too_extreme(robot, probabilities, "cannot be computed in float64")
+
+
+def _closed_class(graph, robot, probabilities):
+    """The vertices of the closed class of robot ``robot``'s chain in float64, where the
+    moves whose probability underflowed to 0 are impossible: of every ground but these,
+    A is singular.
+
+    Raises FloatingPointError where there is more than one such class (then the chain has
+    no unique stationary distribution in float64), naming a vertex of two of them.
+    """
+    possible = probabilities[robot] > 0.0
+    sources, targets = graph.sources[possible], graph.indices[possible]
+    n = graph.n_vertices
+    moves = scipy.sparse.csr_array((np.ones(sources.size), (sources, targets)), shape=(n, n))
+    _, component = scipy.sparse.csgraph.connected_components(
+        moves, directed=True, connection="strong"
+    )
+    left = np.zeros(component.max() + 1, dtype=bool)
+    left[component[sources][component[sources] != component[targets]]] = True
+    closed = np.flatnonzero(~left)
+    if closed.size > 1:
+        first, second = (graph.label(np.flatnonzero(component == c)[0]) for c in closed[:2])
+        raise FloatingPointError(
+            f"robot {robot}'s chain has {closed.size} closed classes in float64, where "
+            f"moves less likely than 4.9e-324 round to 0 (its smallest probability is "
+            f"{probabilities[robot].min():.3g}): from vertex {first!r} it cannot reach "
+            f"vertex {second!r}, nor back, so it has no unique stationary distribution "
+            f"(a floor keeps every move possible)"
+        )
+    return np.flatnonzero(component == closed[0])
+
+
+def _measure(graph, probabilities):
+    """The stationary measure x (n - 1, 1) of one robot's chain (edge ``probabilities``)
+    with vertex 0's share 1, vertex 0 left out, by the graph's plan or multifrontal LU.
+    """
+    pattern = _pattern(graph)
+    if pattern.plan is not None:
+        x = np.empty((1, pattern.n))
+        _planned_measures(*pattern.planned_arrays, probabilities[np.newaxis], x)
+        return x.T
+    factors = pattern.borrow()
+    try:
+        return _frontal_measure(graph, probabilities, factors)
+    finally:
+        pattern.give_back([factors])
+
+
 def _reground(graph, regrounded, mu, g, probabilities, softmax, grad):
     """Set the rows ``regrounded`` of ``grad`` (dJ/dtheta before a floor's scale) again,
-    from an adjoint grounded at each robot's most visited vertex: a graph with that vertex
-    and vertex 0 swapped, factored anew (robots of the same vertex together). ``g`` is
-    dJ/dmu; the other arrays are as :class:`PatrolState`'s.
+    from adjoints grounded elsewhere than vertex 0, robot by robot
+    (:func:`_best_grounded_gradient`). ``g`` is dJ/dmu; the other arrays are as
+    :class:`PatrolState`'s.
     """
-    roots = np.argmax(mu[regrounded], axis=1)
-    for root in np.unique(roots):
-        robots = regrounded[roots == root]
-        swapped, vertices, edges = _pattern(graph).swapped(int(root))
-        pattern = _pattern(swapped)
-        if pattern.plan is not None:
-            _planned_gradient(
-                *pattern.planned_arrays, robots, vertices, edges, probabilities, softmax, mu,
-                g, grad,
-            )  # fmt: skip
-            continue
-        rows = np.ix_(robots, edges)
-        team = _Team(swapped, probabilities[rows])
-        grad[rows] = team.logit_gradient(g[np.ix_(robots, vertices)], softmax[rows])
+    for robot in regrounded:
+        grad[robot] = _best_grounded_gradient(graph, robot, mu, g, probabilities, softmax)
+
+
+def _best_grounded_gradient(graph, robot, mu, g, probabilities, softmax):
+    """Robot ``robot``'s dJ/dtheta (n_edges,), before a floor's scale, from adjoints
+    grounded at one vertex after another.
+
+    Every ground gives the same dJ/dtheta in exact arithmetic, but not the same error. The
+    entry of an edge out of s takes differences of h at s's neighbours, and h grows like
+    the time it takes to reach the ground: grounded at s itself, the entry's error is
+    at most about eps max |g|, since the robot spends at most all of its time on
+    excursions from s. :func:`_ground_errors` bounds each entry's error. The first ground
+    is the busiest vertex; while some entry's bound exceeds the tolerance (_GROUNDS_ERROR
+    of the largest entry, or _ROUNDING_ERRORS eps max |g| where that is more), the source
+    of the worst such entry becomes the next ground, and each entry keeps the value with
+    the smallest bound, up to _GRADIENT_GROUNDS grounds. (On MUSEUM, robots whose logits
+    had a spread of 16 to 128 needed 2 to 10 grounds; at the busiest vertex alone their
+    errors had reached 1e-3 to 1e89.) Where a bound still exceeds _WARNED_ERROR of the
+    largest entry (and the rounding), a RuntimeWarning says so.
+    """
+    sources = graph.sources
+    rounding = _ROUNDING_ERRORS * _EPSILON * np.abs(g[robot]).max(initial=0.0)
+    tried, tolerance = [int(np.argmax(mu[robot]))], rounding
+    while True:
+        h, bound = _grounded_adjoint(graph, tried[-1], robot, mu, g, probabilities)
+        candidate = _softmax_chain_rule(graph, softmax[robot], mu[robot], h)
+        errors = _ground_errors(graph, softmax[robot], mu[robot], bound)
+        errors[~np.isfinite(candidate)] = np.inf  # where h overflowed
+        if len(tried) == 1:
+            best, best_errors = candidate, errors
+        else:
+            better = (errors < best_errors) & ~(best_errors <= tolerance)
+            best[better], best_errors[better] = candidate[better], errors[better]
+        reliable = np.abs(best) - best_errors  # NaN where either is
+        largest = reliable.max(where=reliable > 0, initial=0.0)
+        tolerance = max(_GROUNDS_ERROR * largest, rounding)
+        unresolved = ~(best_errors <= tolerance) & ~np.isin(sources, tried)
+        if not unresolved.any() or len(tried) == _GRADIENT_GROUNDS:
+            break
+        worst = np.where(unresolved, np.nan_to_num(best_errors, nan=np.inf), -1.0)
+        tried.append(int(sources[np.argmax(worst)]))
+    if not np.isfinite(best).all():
+        raise _too_extreme(robot, probabilities, "has a gradient that is not finite")
+    if not (best_errors <= max(_WARNED_ERROR * largest, rounding)).all():
+        warnings.warn(
+            f"the gradient of robot {robot} may have lost digits: the error bound of an "
+            f"entry is {np.nanmax(best_errors):.3g}, and its largest entry "
+            f"{np.abs(best).max():.3g}, after {len(tried)} grounds; its transition "
+            f"probabilities span many orders of magnitude (the smallest is "
+            f"{probabilities[robot].min():.3g}), which a floor limits",
+            RuntimeWarning,
+            stacklevel=1,  # once a session, not once a training step
+        )
+    return best
+
+
+#: Grounds :func:`_best_grounded_gradient` tries for one robot, at most.
+_GRADIENT_GROUNDS = 16
+
+#: It tries another while an entry's error bound exceeds this fraction of the largest
+#: entry. The bound is loose (on random trees of 150 vertices the error was 1/35 to 1/250
+#: of it), and each new ground costs an analysis of its graph (0.3 s on a tree of 34,768
+#: vertices, where one ground's bound was 4.5e-7 of the largest entry).
+_GROUNDS_ERROR = 1e-6
+
+#: ... and warns where one still exceeds this fraction.
+_WARNED_ERROR = 1e-4
+
+#: Its tolerance is at least this many times eps max |g|: about the least error bound
+#: a ground can give (the rounding of g - mu . g alone moves an entry that much).
+_ROUNDING_ERRORS = 8
+
+
+def _grounded_adjoint(graph, root, robot, mu, g, probabilities):
+    """(h, bound), each (n,), of robot ``robot``: its adjoint grounded at ``root`` (h[root]
+    = 0), solved on the graph with ``root`` and vertex 0 swapped, by that graph's plan or
+    multifrontal LU, and the solution of the same system for (|g| + |mu . g|)
+    _BOUND_SCALE (which is >= 0, so the solve has no cancellation), which bounds how far
+    rounding moves h (:func:`_ground_errors`).
+    """
+    swapped, vertices, edges = _pattern(graph).swapped(root)
+    pattern = _pattern(swapped)
+    moves = probabilities[robot, edges][np.newaxis]
+    mu_row, g_row = mu[robot, vertices][np.newaxis], g[robot, vertices][np.newaxis]
+    h, bound = np.empty((2, 1, graph.n_vertices))
+    if pattern.plan is not None:
+        _planned_adjoints(*pattern.planned_arrays, moves, mu_row, g_row, h, bound)
+    else:
+        factors = pattern.borrow()
+        try:
+            _frontal_factor(swapped, moves[0], factors)
+            for out, right_side in ((h, _centred), (bound, _magnitudes)):
+                x = np.empty((pattern.n, 1))
+                right_side(g_row, mu_row, x)
+                _multifrontal.solve(pattern.analysis, factors, x[:, 0], False)
+                out[0, 0], out[0, 1:] = 0.0, x[:, 0]
+        finally:
+            pattern.give_back([factors])
+    # The swap is its own inverse: vertex v of the swapped graph is vertices[v].
+    return h[0, vertices], bound[0, vertices]
+
+
+def _ground_errors(graph, probabilities, mu, bound):
+    """A bound on the error of each entry of one robot's dJ/dtheta (n_edges,) that
+    :func:`_softmax_chain_rule` takes from an adjoint h whose rounding moved h by at most
+    eps ``bound`` / _BOUND_SCALE: for edge e out of s, eps P(e) mu(s) (bound(target of
+    e) + sum over s's out-edges e' of P(e') bound(target of e')) / _BOUND_SCALE (NaN where
+    ``bound`` is not finite).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        at_targets = probabilities * bound[graph.indices]
+        means = np.add.reduceat(at_targets, graph.indptr[:-1])
+        spread = bound[graph.indices] + means[graph.sources]
+        return probabilities * mu[graph.sources] * spread * (_EPSILON / _BOUND_SCALE)
+
+
+#: The bound's right side is |g| + |mu . g| times this, so that it does not overflow
+#: where h nearly does: h grows like the time it takes to reach the ground (on a ring
+#: whose two busiest vertices are left with probability 4.5e-309, the bound overflowed
+#: unscaled).
+_BOUND_SCALE = 2.0**-600
 
 
 def _planned_scale(graph, floor):
@@ -317,7 +560,8 @@ _BUSIEST_SHARE = 1e-2
 def _ground_loses_digits(mu, h, gradient, n_edges, count, out):
     """Set out[m], m < count: whether robot m's adjoint ``h``, grounded at vertex 0, left
     its ``gradient`` (dJ/dtheta) less accurate than _GROUND_ERROR while a busier vertex
-    could do better (``mu``, ``h`` and ``gradient`` in lanes, a robot a lane).
+    could do better, or not finite (``mu``, ``h`` and ``gradient`` in lanes, a robot a
+    lane).
 
     h's entries grow like the time it takes to reach the ground, and dJ/dtheta takes
     differences of them, scaled by mu: its error is about eps max_s mu(s) |h(s)|. On
@@ -338,10 +582,11 @@ def _ground_loses_digits(mu, h, gradient, n_edges, count, out):
         _lanes.largest_magnitude(entries, e % _CHAINS, gradient, e)
     for k in range(1, _CHAINS):
         _lanes.maximum(shares, 0, shares, k)
-        _lanes.maximum(terms, 0, terms, k)
-        _lanes.maximum(entries, 0, entries, k)
+        _lanes.largest_magnitude(terms, 0, terms, k)  # keeping a NaN
+        _lanes.largest_magnitude(entries, 0, entries, k)
     for m in range(count):
-        out[m] = (
+        # The maxima keep a NaN: a gradient that is not finite is solved again too.
+        out[m] = not (np.isfinite(terms[0, m]) and np.isfinite(entries[0, m])) or (
             mu[0, m] < _BUSIEST_SHARE * shares[0, m]
             and _EPSILON * terms[0, m] > _GROUND_ERROR * entries[0, m]
         )
@@ -368,6 +613,25 @@ def _grounds_losing_digits(mu, h, grad):
 _EPSILON = np.finfo(np.float64).eps
 _CHAINS = 4
 
+#: The least share of vertex 0 with which mu is taken from the solve grounded there: the
+#: measure x = mu / mu(0) and its sum 1 / mu(0) then stay below 2^1000. For a robot that
+#: visits vertex 0 less, x or its sum overflowed (mu came out all zeros or NaN, and on
+#: MUSEUM a trained robot's mu(0) reached 1e-298 by its tenth Adam step of size 10): it is
+#: solved again, grounded at its busiest vertex (:func:`_grounded_elsewhere`).
+_FAINTEST_GROUND = 2.0**-1000
+
+#: Grounds tried in turn for such a robot: each at least 2^1000 / n times busier than
+#: the last, and no share of a float64 is 2^-1075 or less.
+_GROUNDS_TRIED = 3
+
+#: mu(s) = 0 comes about here only by underflow (every robot's chain is irreducible, so
+#: every share is positive). The step's dJ/dmu takes it as the least float64 (eps's
+#: clamp: no other share changes), so that a vertex no robot's share reaches has a
+#: finite derivative rather than fastcov's +inf (and dJ/dtheta no NaN from 0 * inf).
+#: That vertex moves dJ/dtheta by no more than its share: the chain rule weighs every
+#: move into s by mu(s') P(s', s) <= mu(s).
+_LEAST_SHARE = float(np.nextafter(0.0, 1.0))
+
 
 @_jit
 def _planned_step(
@@ -377,8 +641,8 @@ def _planned_step(
     """(J's block partials, status, dJ/dtheta, mu, P) for the plan of arrays ``order`` ..
     ``targets``, where status is -1, or _REGROUND where some robots need dJ/dtheta again
     with another ground (:func:`_ground_loses_digits`; their rows of dJ/dtheta are NaN),
-    or the first robot whose mu is not finite, or _LOGITS_NOT_FINITE (then nothing else is
-    computed). The steps:
+    or the first robot that visits vertex 0 too rarely for its mu (:func:`_planned_chains`;
+    then nothing past mu is computed), or _LOGITS_NOT_FINITE (then nothing is). The steps:
     softmax (floored with ``scale`` = 1 - d(s) floor when ``floor``), the plan's
     factorisation and mu, fastcov's gradient sweep on this thread (the same blocks, so the
     same g, as :func:`fastcov.value_and_grad`), the adjoint and the chain rule.
@@ -421,48 +685,34 @@ def _planned_step(
 
 
 @_jit
-def _planned_gradient(
-    order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, robots, vertices,
-    edges, probabilities, softmax, mu, g, grad,
+def _planned_adjoints(
+    order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, probabilities, mu,
+    g, h, bound,
 ):  # fmt: skip
-    """Set rows ``robots`` of ``grad``: dJ/dtheta before a floor's scale, by the adjoint
-    grounded at vertex 0 of a swapped graph (:meth:`_Pattern.swapped`) with the plan of
-    arrays ``order`` .. ``targets``. The other arrays are the original graph's: edge
-    ``probabilities`` and the ``softmax`` they came from, mu and g = dJ/dmu, a row per
-    robot; the swapped graph's vertex v is its ``vertices[v]``, its edge e ``edges[e]``.
+    """Set ``h`` and ``bound`` (rows of robots, column 0 zero): the adjoints grounded at
+    vertex 0 of the robots of edge ``probabilities``, stationary distributions ``mu`` and
+    g = dJ/dmu (rows), by the plan of arrays ``order`` .. ``targets``, and the solutions
+    of the same systems for (|g| + |mu . g|) _BOUND_SCALE (:func:`_grounded_adjoint`).
     """
     n = indptr.size - 1
     plan = _elimination.Plan(order, ptr, neighbours, targets)
-    moves, chosen, gradient = (
-        _lanes.empty((edges.size,)),
-        _lanes.empty((edges.size,)),
-        _lanes.empty((edges.size,)),
-    )
+    moves = _lanes.empty((probabilities.shape[1],))
     values = _lanes.empty((plan.ptr.size - 1 + 2 * plan.neighbours.size,))
-    mu_lanes, h, mu_anew = _lanes.empty((n,)), _lanes.empty((n,)), _lanes.empty((n,))
-    # A chunk's rows in the swapped graph's order, then into lanes as the step's are.
-    probability_rows, softmax_rows = (
-        np.empty((_lanes.LANES, edges.size)),
-        np.empty((_lanes.LANES, edges.size)),
-    )
-    mu_rows, g_rows = np.empty((_lanes.LANES, n)), np.empty((_lanes.LANES, n))
-    for first in range(0, robots.size, _lanes.LANES):
-        chunk = robots[first : first + _lanes.LANES]
-        for m, robot in enumerate(chunk):
-            probability_rows[m] = probabilities[robot][edges]
-            softmax_rows[m] = softmax[robot][edges]
-            mu_rows[m] = mu[robot][vertices]
-            g_rows[m] = g[robot][vertices]
-        count = chunk.size
-        _into_lanes(probability_rows[:count], 0, 0, edges.size, moves)
-        _into_lanes(softmax_rows[:count], 0, 0, edges.size, chosen)
-        _into_lanes(mu_rows[:count], 0, 0, n, mu_lanes)
-        _planned_stationary(plan, slots, kept_edges, indptr, indices, moves, values, mu_anew)
-        _planned_adjoint(plan, values, g_rows[:count], mu_rows[:count], h)
-        _chain_rule_lanes(indptr, indices, 0, n, chosen, mu_lanes, h, gradient)
-        for m, robot in enumerate(chunk):
-            for e in range(edges.size):
-                grad[robot, edges[e]] = gradient[e, m]
+    x = _lanes.empty((n - 1,))
+    for first in range(0, mu.shape[0], _lanes.LANES):
+        last = min(first + _lanes.LANES, mu.shape[0])
+        _into_lanes(probabilities, first, 0, probabilities.shape[1], moves)
+        _planned_factor(plan, slots, kept_edges, indptr, indices, moves, values)
+        x[:] = 0.0
+        _centred(g[first:last], mu[first:last], x)
+        _elimination.solve(plan, values, x, False)
+        _out_of_lanes(x, n - 1, first, 1, h)
+        x[:] = 0.0
+        _magnitudes(g[first:last], mu[first:last], x)
+        _elimination.solve(plan, values, x, False)
+        _out_of_lanes(x, n - 1, first, 1, bound)
+        h[first:last, 0] = 0.0
+        bound[first:last, 0] = 0.0
 
 
 @_jit
@@ -487,7 +737,8 @@ def _planned_chains(
     with ``scale`` = 1 - d(s) floor when ``floor``) and stationary distribution, rows of
     ``probabilities`` and ``mu``; return (the softmax, the plan's factors and mu, each in
     lanes with an axis of LANES robots in front, status), status -1 or the first robot
-    whose mu is not finite.
+    whose share of vertex 0 is below _FAINTEST_GROUND (or not a number): its mu, from a
+    measure that overflowed, may be no distribution at all (:func:`_grounded_elsewhere`).
     """
     n_robots, n_edges = logits.shape
     n = indptr.size - 1
@@ -507,10 +758,28 @@ def _planned_chains(
         )
         _out_of_lanes(mu_lanes[c], n, first, 0, mu)
     for robot in range(n_robots):
-        for v in range(n):
-            if not np.isfinite(mu[robot, v]):
-                return softmax, values, mu_lanes, robot
+        # Also where x, and so its sum, is not finite (1 / inf = 0, 1 / nan = nan).
+        if not mu[robot, 0] >= _FAINTEST_GROUND:
+            return softmax, values, mu_lanes, robot
     return softmax, values, mu_lanes, -1
+
+
+@_jit
+def _planned_measures(
+    order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, probabilities, x
+):  # fmt: skip
+    """Set x (N, n - 1) to the stationary measures of the robots of edge ``probabilities``
+    (N, n_edges) with vertex 0's share 1, vertex 0 left out, by the plan of arrays
+    ``order`` .. ``targets`` (:func:`_planned_measure`).
+    """
+    plan = _elimination.Plan(order, ptr, neighbours, targets)
+    moves = _lanes.empty((probabilities.shape[1],))
+    values = _lanes.empty((plan.ptr.size - 1 + 2 * plan.neighbours.size,))
+    measure = _lanes.empty((x.shape[1],))
+    for first in range(0, x.shape[0], _lanes.LANES):
+        _into_lanes(probabilities, first, 0, probabilities.shape[1], moves)
+        _planned_measure(plan, slots, kept_edges, indptr, indices, moves, values, measure)
+        _out_of_lanes(measure, x.shape[1], first, 0, x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -710,42 +979,41 @@ class _Team:
         self.probabilities = probabilities
         self.mu = np.ones((len(probabilities), graph.n_vertices))
         self.factors = []
+        #: The robots that visit vertex 0 too rarely (:func:`_grounded_elsewhere`), and
+        #: their measures there. Their mu is solved with another ground; their factors
+        #: are None, and their dJ/dtheta is for the caller to find (:func:`_reground`).
+        self.faint = {}
         if graph.n_vertices > 1:
             self.borrowed = []
             weakref.finalize(self, _pattern(graph).give_back, self.borrowed)
             self.factors = _in_threads(self._factor, range(len(probabilities)))
+        for robot in sorted(self.faint):
+            self.mu[robot] = _grounded_elsewhere(graph, probabilities, robot, self.faint[robot])
 
     def logit_gradient(self, g, softmax):
         """dJ/dtheta, shape (N, n_edges), from g = dJ/dmu, shape (N, n), for P =
         ``softmax`` (N, n_edges) of theta: dJ/dsoftmax when a floor scales it. The
-        adjoint stays as ``h`` (N, n).
+        adjoint stays as ``h`` (N, n). The rows of the robots in ``faint`` are not
+        dJ/dtheta (their h is 0).
         """
         self.h = np.zeros_like(self.mu)
-        robots = list(enumerate(self.factors))
+        robots = [item for item in enumerate(self.factors) if item[1] is not None]
         _in_threads(lambda item: self._adjoint(*item, g, self.h), robots)
         return _softmax_chain_rule(self.graph, softmax, self.mu, self.h)
 
     def _factor(self, robot):
         """Factor robot ``robot``'s A into an array borrowed from the pattern and set its
-        mu; return the factors.
+        mu; return the factors, or None for a robot that visits vertex 0 too rarely (then
+        its measure goes into ``faint``).
         """
-        pattern = _pattern(self.graph)
-        probabilities = self.probabilities[robot]
-        values = np.concatenate([-probabilities[pattern.kept_edges], np.ones(pattern.n)])
-        # A's row sums are the probabilities of moving to vertex 0: exact, with no 1 - sum.
-        to_first = np.zeros(pattern.n)
-        to_first[pattern.first_edges[0]] = probabilities[pattern.first_edges[1]]
-        factors = pattern.borrow()
+        factors = _pattern(self.graph).borrow()
         self.borrowed.append(factors)
-        with _multifrontal.one_blas_thread():
-            _multifrontal.factor(pattern.analysis, values, to_first, factors)
-        x = np.empty((pattern.n, 1))
-        _from_first(self.graph.indptr, self.graph.indices, probabilities[:, None], x)
-        _multifrontal.solve(pattern.analysis, factors, x[:, 0], True)
-        # Cancellation-free, so x >= 0; not finite only where a move underflowed.
-        if not np.isfinite(x).all():
-            raise _too_extreme(robot, self.probabilities, "is not finite")
-        _normalise(x, self.mu[robot : robot + 1].T)
+        x = _frontal_measure(self.graph, self.probabilities[robot], factors)
+        mu = self.mu[robot : robot + 1].T
+        _normalise(x, mu)
+        if not mu[0, 0] >= _FAINTEST_GROUND:
+            self.faint[robot] = x
+            return None
         return factors
 
     def _adjoint(self, robot, factors, g, h):
@@ -754,6 +1022,29 @@ class _Team:
         _centred(g[robot : robot + 1], self.mu[robot : robot + 1], rhs)
         _multifrontal.solve(pattern.analysis, factors, rhs[:, 0], False)
         h[robot, 1:] = rhs[:, 0]
+
+
+def _frontal_measure(graph, probabilities, factors):
+    """:func:`_measure` by the multifrontal LU, its factors written into ``factors``."""
+    pattern = _pattern(graph)
+    _frontal_factor(graph, probabilities, factors)
+    x = np.empty((pattern.n, 1))
+    _from_first(graph.indptr, graph.indices, probabilities[:, np.newaxis], x)
+    _multifrontal.solve(pattern.analysis, factors, x[:, 0], True)
+    return x
+
+
+def _frontal_factor(graph, probabilities, factors):
+    """Factor the A of one robot's edge ``probabilities`` by the graph's multifrontal LU
+    into ``factors``, with the pivots from A's row sums.
+    """
+    pattern = _pattern(graph)
+    values = np.concatenate([-probabilities[pattern.kept_edges], np.ones(pattern.n)])
+    # A's row sums are the probabilities of moving to vertex 0: exact, with no 1 - sum.
+    to_first = np.zeros(pattern.n)
+    to_first[pattern.first_edges[0]] = probabilities[pattern.first_edges[1]]
+    with _multifrontal.one_blas_thread():
+        _multifrontal.factor(pattern.analysis, values, to_first, factors)
 
 
 def _in_threads(function, items):
@@ -799,7 +1090,28 @@ def _planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities,
     exactly, so the factorisation is the cancellation-free one (see
     :func:`_elimination.factor`), and so is the solve for mu (its right-hand side is
     >= 0): mu keeps full relative accuracy in every entry, even where the logits make
-    some moves 1e-30 likely.
+    some moves 1e-30 likely, as long as vertex 0's share is at least _FAINTEST_GROUND
+    (:func:`_grounded_elsewhere`).
+    """
+    x = _lanes.empty((plan.ptr.size - 1,))
+    _planned_measure(plan, slots, kept_edges, indptr, indices, probabilities, values, x)
+    _normalise(x, mu)
+
+
+@_inline_jit
+def _planned_measure(plan, slots, kept_edges, indptr, indices, probabilities, values, x):
+    """:func:`_planned_stationary` up to its last step: the factors, and in ``x`` (n,
+    LANES) the stationary measure with vertex 0's share 1, vertex 0 left out.
+    """
+    _planned_factor(plan, slots, kept_edges, indptr, indices, probabilities, values)
+    _from_first(indptr, indices, probabilities, x)
+    _elimination.solve(plan, values, x, True)
+
+
+@_inline_jit
+def _planned_factor(plan, slots, kept_edges, indptr, indices, probabilities, values):
+    """Assemble the A_i of LANES robots (edge ``probabilities`` in lanes) into ``values``
+    and factor them by the plan, with the pivots from A's row sums.
     """
     n = plan.ptr.size - 1
     values[:] = 0.0
@@ -815,10 +1127,6 @@ def _planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities,
             if indices[e] == 0:
                 _lanes.copy(to_first, s - 1, probabilities, e)
     _elimination.factor(plan, values, to_first)
-    x = _lanes.empty((n,))
-    _from_first(indptr, indices, probabilities, x)
-    _elimination.solve(plan, values, x, True)
-    _normalise(x, mu)
 
 
 @_jit
@@ -863,6 +1171,20 @@ def _centred(g, mu, x):
             mean += mu[robot, v] * g[robot, v]
         for v in range(x.shape[0]):
             x[v, robot] = g[robot, v + 1] - mean
+
+
+@_inline_jit
+def _magnitudes(g, mu, x):
+    """x[:, robot] = (|g| + |mu . g|) _BOUND_SCALE without vertex 0: a bound on the
+    Poisson equation's right side and on its rounding, scaled (``g`` and ``mu`` a row per
+    robot).
+    """
+    for robot in range(g.shape[0]):
+        mean = 0.0
+        for v in range(g.shape[1]):
+            mean += mu[robot, v] * g[robot, v]
+        for v in range(x.shape[0]):
+            x[v, robot] = (abs(g[robot, v + 1]) + abs(mean)) * _BOUND_SCALE
 
 
 @_inline_jit
@@ -947,6 +1269,8 @@ class _Pattern:
         vertices and of its edges: (graph, vertices (n,), edges (n_edges,)). The last
         _SWAPPED_GRAPHS made are kept, with their own patterns.
         """
+        if root == 0:
+            return self.graph, np.arange(self.n + 1), np.arange(self.graph.n_edges)
         with self._lock:
             made = self._swapped.get(root)
         if made is None:

@@ -49,6 +49,24 @@ def test_row_operations_are_numpys(index_type):
     np.testing.assert_array_equal(out, expected)
 
 
+@numba.njit
+def _largest_magnitudes(out, a, b):
+    _lanes.largest_magnitude(out, 0, a, 0)
+    _lanes.largest_magnitude_of_product(out, 1, a, 0, b, 0)
+
+
+def test_largest_magnitudes_keep_a_nan_as_numpy_does():
+    # The patrol step flags a robot whose gradient is not a number through them.
+    nan, inf = np.nan, np.inf
+    out = np.array([[nan, 1.0, 1.0, nan, 2.0, 0.0, 5.0, -inf]] * 2)
+    a = np.array([[1.0, nan, -3.0, nan, -inf, 0.0, 4.0, -2.0]])
+    b = np.array([[2.0, 1.0, 1.0, 1.0, 1.0, nan, 1.0, 1.0]])
+    expected = np.maximum(out, np.abs([a[0], a[0] * b[0]]))
+    assert np.isnan(expected).any(axis=0).sum() == 4
+    _largest_magnitudes(out, a, b)
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_only_c_contiguous_float64_rows_compile():
     @numba.njit
     def copy_first_row(out, source):

@@ -15,6 +15,8 @@ import fastcov
 from fastcov import graph, patrol
 from fastcov._lanes import LANES
 
+EPS = np.finfo(np.float64).eps
+
 
 def _dense_transition(g, probabilities):
     n = g.n_vertices
@@ -383,18 +385,35 @@ def test_multifrontal_lu_keeps_every_digit_as_the_plan_does(monkeypatch):
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_a_move_that_underflows_is_reported(solver, monkeypatch):
-    # Vertex 1 stays with probability 1 - e^-800 = 1.0: its exits underflow to 0 and, in
-    # float64, the chain can no longer leave it.
-    g = graph.Graph.from_edges([(0, 1), (1, 2), (2, 0)], directed=True, stay=True)
+def test_a_vertex_that_cannot_be_left_in_float64(solver, monkeypatch):
+    # Vertex 1 stays with probability 1 - e^-800 = 1.0: its exits underflow to 0. Robot 1
+    # is there for all but about e^-800 of its time, all of it in float64, and every
+    # entry of its gradient is about e^-800 too. Grounded at vertex 0 its measure
+    # overflowed (once an error); grounded at vertex 1, where it is, it is exact.
+    g = _solved_by(
+        solver,
+        graph.Graph.from_edges([(0, 1), (1, 2), (2, 0)], directed=True, stay=True),
+        monkeypatch,
+    )
     theta = np.zeros((2, g.n_edges))
     theta[1, (g.sources == 1) & (g.indices == 1)] = 800.0
-    message = r"robot 1 (is not finite|cannot be computed).*smallest is 0\)"
-    solved = _solved_by(solver, g, monkeypatch)
+    state = patrol.value_and_grad(g, theta)
+    np.testing.assert_array_equal(state.mu[1], [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(patrol.stationary(g, theta)[1], [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(state.grad[1], 0.0)
+    np.testing.assert_allclose(state.mu[0], 1 / 3, rtol=1e-15)
+    assert np.abs(state.grad[0]).min() > 1e-3
+    # With vertex 2 as hard to leave, the chain has two closed classes in float64, and no
+    # ground gives robot 1 a stationary distribution.
+    theta[1, (g.sources == 2) & (g.indices == 2)] = 800.0
+    message = (
+        r"robot 1's chain has 2 closed classes in float64.*smallest probability is 0\)"
+        r".*vertex 1 it cannot reach vertex 2, nor back"
+    )
     with pytest.raises(FloatingPointError, match=message):
-        patrol.value_and_grad(solved, theta)
+        patrol.value_and_grad(g, theta)
     with pytest.raises(FloatingPointError, match=message):
-        patrol.stationary(solved, theta)
+        patrol.stationary(g, theta)
 
 
 def _exact_softmax(mpmath, g, theta):
@@ -420,13 +439,14 @@ def _exact_chain(mpmath, g, moves):
     return system, mpmath.lu_solve(transposed, mpmath.matrix([1] + [0] * (n - 1)))
 
 
-def _exact_logit_gradient(g, theta, dj_dmu, floor=0.0):
-    """One robot's dJ/dtheta from a 300-digit solve, for dJ/dmu = ``dj_dmu`` (taken as
-    exact): mu, then h from (I - P + 1 mu^T) h = dJ/dmu, then the softmax chain rule.
+def _exact_logit_gradient(g, theta, dj_dmu, floor=0.0, digits=300):
+    """One robot's dJ/dtheta from a solve at ``digits`` digits, for dJ/dmu = ``dj_dmu``
+    (taken as exact): mu, then h from (I - P + 1 mu^T) h = dJ/dmu, then the softmax chain
+    rule.
     """
     mpmath = pytest.importorskip("mpmath")
     n = g.n_vertices
-    with mpmath.workdps(300):
+    with mpmath.workdps(digits):
         softmax = _exact_softmax(mpmath, g, theta)
         degree = g.out_degrees[g.sources]
         moves = [
@@ -498,6 +518,78 @@ def test_the_ground_error_estimate_is_eps_max_mu_h_over_the_largest_entry():
     expected = (estimate > patrol._GROUND_ERROR) & (mu[:, 0] < 1e-2 * mu.max(axis=1))
     assert 0 < expected.sum() < n_robots
     np.testing.assert_array_equal(patrol._grounds_losing_digits(mu, h, grad), expected)
+    # A gradient or adjoint that is not finite is solved again wherever vertex 0 is.
+    kept = np.flatnonzero(~expected)[:3]
+    grad[kept[0], 7], grad[kept[1], -1], h[kept[2], 5] = np.nan, np.inf, np.nan
+    expected[kept] = True
+    np.testing.assert_array_equal(patrol._grounds_losing_digits(mu, h, grad), expected)
+
+
+def _ring_of_stays(n=6):
+    """A directed ring with a self-loop at every vertex: robot i's stationary share of a
+    vertex is proportional to 1 / (its probability of leaving it).
+    """
+    return graph.Graph.from_edges([(v, (v + 1) % n) for v in range(n)], directed=True, stay=True)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_robot_that_visits_vertex_0_less_than_2_to_the_minus_1000(solver, monkeypatch):
+    # Robot 1 leaves vertices 1 and 4 with probability e^-710 = 4.5e-309: it spends half
+    # its time at each, and 4.5e-309 at every other vertex. Its measure x = mu / mu(0) is
+    # 1.1e308 at both, their sum overflowed, and mu came out all zeros (J = log 6, as if
+    # robot 1 were not there), with no error. It is solved grounded at vertex 1.
+    mpmath = pytest.importorskip("mpmath")
+    g = _solved_by(solver, _ring_of_stays(), monkeypatch)
+    theta = np.zeros((2, g.n_edges))
+    theta[1, (g.sources == g.indices) & np.isin(g.sources, [1, 4])] = 710.0
+    state = patrol.value_and_grad(g, theta)
+    with mpmath.workdps(400):
+        _, exact = _exact_chain(mpmath, g, _exact_softmax(mpmath, g, theta[1]))
+        exact = np.array([float(x) for x in exact])
+    assert exact[0] < 1e-308
+    np.testing.assert_allclose(state.mu[1], exact, rtol=1e-13, atol=0)
+    np.testing.assert_array_equal(patrol.stationary(g, theta), state.mu)
+    assert state.value == pytest.approx(fastcov.entropy([state.mu[0], exact]), rel=1e-15)
+    _, dj_dmu = fastcov.value_and_grad(state.mu)
+    for robot, digits in ((0, 50), (1, 400)):
+        exact_grad = _exact_logit_gradient(g, theta[robot], dj_dmu[robot], digits=digits)
+        # Robot 1's entries are all about e^-710: below the rounding of dJ/dmu.
+        bound = max(1e-12 * np.abs(exact_grad).max(), 8 * EPS * np.abs(dj_dmu[robot]).max())
+        assert np.abs(state.grad[robot] - exact_grad).max() <= bound, robot
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_vertex_no_robot_reaches_in_float64_has_a_finite_derivative(solver, monkeypatch):
+    # Both robots stay at vertex 0 with probability 1 - e^-760: every other vertex's share
+    # is about e^-760, 0 in float64, where fastcov's dJ/dmu is +inf. The step takes it as
+    # the least float64 (its true derivative is finite: every share is positive), so the
+    # gradient is not NaN but, as it should be, about e^-760: 0.
+    g = _solved_by(solver, _ring_of_stays(), monkeypatch)
+    theta = np.zeros((2, g.n_edges))
+    theta[:, (g.sources == 0) & (g.indices == 0)] = 760.0
+    state = patrol.value_and_grad(g, theta)
+    np.testing.assert_array_equal(state.mu, [[1.0, 0, 0, 0, 0, 0]] * 2)
+    assert state.value == 0.0
+    assert np.isinf(fastcov.value_and_grad(state.mu)[1]).any()
+    np.testing.assert_array_equal(state.grad, 0.0)
+
+
+@pytest.mark.parametrize("seed", [3, 7])
+def test_a_gradient_of_several_grounds_keeps_its_digits(seed, monkeypatch):
+    # Logits of spread 24 on MUSEUM. Grounded at the busiest vertex alone, this robot's
+    # gradient was wrong by 5e8 (seed 3) and 1.3e2 (seed 7), with entries below 0.08:
+    # h was as large as the time to reach the ground from a part of the map the robot
+    # rarely leaves. Each part's edges take their entries from a ground in that part.
+    g = graph.load("museum")
+    theta = np.random.default_rng(seed).standard_normal((1, g.n_edges)) * 24.0
+    state = patrol.value_and_grad(g, theta)
+    _, dj_dmu = fastcov.value_and_grad(state.mu)
+    exact = _exact_logit_gradient(g, theta[0], dj_dmu[0])
+    assert np.abs(state.grad[0] - exact).max() <= 1e-6 * np.abs(exact).max()
+    monkeypatch.setattr(patrol, "_GRADIENT_GROUNDS", 1)
+    with pytest.warns(RuntimeWarning, match="gradient of robot 0 may have lost digits"):
+        one_ground = patrol.value_and_grad(g, theta)
+    assert np.abs(one_ground.grad[0] - exact).max() > np.abs(exact).max()
 
 
 def test_a_swapped_graph_is_the_graph_with_two_vertices_renamed():
