@@ -43,14 +43,15 @@ Grounding at vertex 0 fails a robot that rarely visits it, in three ways, each h
   kept for the next steps). Where moves underflowed to 0, the ground is a vertex of the
   chain's closed class in float64; a chain with two such classes has no unique
   stationary distribution there, and raises FloatingPointError.
-- h's digits: h's entries grow like the time it takes to reach the ground, and the
-  gradient needs their differences, scaled by mu. The step estimates each robot's error
-  as eps max_s mu(s) |h(s)|; where that exceeds 1e-10 of the gradient's largest entry
-  and vertex 0 has under 1/100 of the busiest vertex's share (or the gradient is not
-  finite), the robot's gradient is found again from grounds at one vertex after another:
-  the entries of the edges out of s are accurate from a ground near s (grounded at s,
-  to about eps max |dJ/dmu|), and a second solve, for |g| + |mu . g|, bounds each
-  entry's error (:func:`_best_grounded_gradient`).
+- h's digits: h's entries grow like the time it takes to reach the ground (or, where
+  vertex 0 is busy, like the time to leave a part of the map the robot rarely leaves),
+  and the gradient needs their differences, scaled by mu. The step estimates each
+  robot's error as eps max_s mu(s) |h(s)|; where that exceeds 1e-8 of the gradient's
+  largest entry (or the gradient is not finite), the robot's gradient is found again
+  from grounds at one vertex after another: the entries of the edges out of s are
+  accurate from a ground near s (grounded at s, to about eps max |dJ/dmu|), and a
+  second solve, for |g| + |mu . g|, bounds each entry's error
+  (:func:`_best_grounded_gradient`).
 - dJ/dmu = +inf at a vertex no robot's share reaches in float64 (fastcov's value at
   mu(s) = 0; the true shares are positive): the step takes that share as the least
   float64, for a finite derivative and a gradient without NaN.
@@ -218,10 +219,11 @@ def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
     -------
     PatrolState
         J, dJ/dtheta (N, n_edges), the stationary distributions and edge probabilities.
-        Each entry of dJ/dtheta is within about 1e-6 of the largest entry of its robot's
-        row, or 8 eps max |dJ/dmu_i| where that is more, of the exact gradient of the
-        float64 probabilities, unless a RuntimeWarning says otherwise (most are far
-        closer: see the module docstring on grounds).
+        Each entry of a robot's dJ/dtheta has an error of about 1e-8 of the row's
+        largest entry at most (estimated), or one bounded by 1e-4 of it, or by 512 eps
+        max |dJ/dmu_i| where that is more, against the exact gradient of the float64
+        probabilities, unless a RuntimeWarning says otherwise (the bound is loose: see
+        the module docstring on grounds).
 
     Raises
     ------
@@ -426,10 +428,11 @@ def _best_grounded_gradient(graph, robot, mu, g, probabilities, softmax):
     is the busiest vertex; while some entry's bound exceeds the tolerance (_GROUNDS_ERROR
     of the largest entry, or _ROUNDING_ERRORS eps max |g| where that is more), the source
     of the worst such entry becomes the next ground, and each entry keeps the value with
-    the smallest bound, up to _GRADIENT_GROUNDS grounds. (On MUSEUM, robots whose logits
-    had a spread of 16 to 128 needed 2 to 10 grounds; at the busiest vertex alone their
-    errors had reached 1e-3 to 1e89.) Where a bound still exceeds _WARNED_ERROR of the
-    largest entry (and the rounding), a RuntimeWarning says so.
+    the smallest bound, up to _GRADIENT_GROUNDS grounds. Where a bound still exceeds
+    _WARNED_ERROR of the largest entry (and the rounding), a RuntimeWarning says so. (On
+    MUSEUM with logits of spread 16 to 64, 30 robots: where one ground had left errors
+    of up to 4e21 of the largest entry, the errors were at most 9e-7 of it, or 1.7e-13
+    where every entry was below 2e-9, against mpmath solves of 300 to 700 digits.)
     """
     sources = graph.sources
     rounding = _ROUNDING_ERRORS * _EPSILON * np.abs(g[robot]).max(initial=0.0)
@@ -471,17 +474,23 @@ def _best_grounded_gradient(graph, robot, mu, g, probabilities, softmax):
 _GRADIENT_GROUNDS = 16
 
 #: It tries another while an entry's error bound exceeds this fraction of the largest
-#: entry. The bound is loose (on random trees of 150 vertices the error was 1/35 to 1/250
-#: of it), and each new ground costs an analysis of its graph (0.3 s on a tree of 34,768
-#: vertices, where one ground's bound was 4.5e-7 of the largest entry).
-_GROUNDS_ERROR = 1e-6
+#: entry. The bound is loose (on random trees of 150 vertices the error was 1/2,000 to
+#: 1/16,000 of it), and each new ground costs an analysis of its graph (0.3 s on a tree
+#: of 34,768 vertices, where one ground's bound was 2.9e-5 of the largest entry).
+_GROUNDS_ERROR = 1e-4
 
 #: ... and warns where one still exceeds this fraction.
-_WARNED_ERROR = 1e-4
+_WARNED_ERROR = 1e-2
 
-#: Its tolerance is at least this many times eps max |g|: about the least error bound
-#: a ground can give (the rounding of g - mu . g alone moves an entry that much).
-_ROUNDING_ERRORS = 8
+#: The bound leaves out the rounding of the solve itself, which grows with the elimination:
+#: on MUSEUM with logits of spread 16 to 48, grounded at vertex 0, errors reached 25 to 45
+#: times it on a few edges. It is taken this many times over.
+_BOUND_GROWTH = 64
+
+#: Its tolerance is at least this many times eps max |g|: about the least error bound a
+#: ground can give (the rounding of g - mu . g alone moves an entry by eps max |g|, and
+#: the bound is taken _BOUND_GROWTH times over).
+_ROUNDING_ERRORS = 8 * _BOUND_GROWTH
 
 
 def _grounded_adjoint(graph, root, robot, mu, g, probabilities):
@@ -524,7 +533,8 @@ def _ground_errors(graph, probabilities, mu, bound):
         at_targets = probabilities * bound[graph.indices]
         means = np.add.reduceat(at_targets, graph.indptr[:-1])
         spread = bound[graph.indices] + means[graph.sources]
-        return probabilities * mu[graph.sources] * spread * (_EPSILON / _BOUND_SCALE)
+        scale = _BOUND_GROWTH * _EPSILON / _BOUND_SCALE
+        return probabilities * mu[graph.sources] * spread * scale
 
 
 #: The bound's right side is |g| + |mu . g| times this, so that it does not overflow
@@ -546,49 +556,41 @@ _LOGITS_NOT_FINITE = -2
 _REGROUND = -3
 
 #: The error of dJ/dtheta (relative to its largest entry) an adjoint grounded at vertex 0
-#: may have; a robot whose estimate exceeds it has its adjoint grounded at its most
-#: visited vertex instead (:func:`_ground_loses_digits`).
-_GROUND_ERROR = 1e-10
-
-#: ... where vertex 0's share of the robot's time is below this fraction of that
-#: vertex's: a ground's error grows as its share falls, so a ground visited nearly as
-#: often gains nothing.
-_BUSIEST_SHARE = 1e-2
+#: may have; a robot whose estimate exceeds it has its gradient found again from other
+#: grounds (:func:`_ground_loses_digits`, :func:`_best_grounded_gradient`).
+_GROUND_ERROR = 1e-8
 
 
 @_inline_jit
 def _ground_loses_digits(mu, h, gradient, n_edges, count, out):
     """Set out[m], m < count: whether robot m's adjoint ``h``, grounded at vertex 0, left
-    its ``gradient`` (dJ/dtheta) less accurate than _GROUND_ERROR while a busier vertex
-    could do better, or not finite (``mu``, ``h`` and ``gradient`` in lanes, a robot a
-    lane).
+    its ``gradient`` (dJ/dtheta) less accurate than _GROUND_ERROR, or not finite (``mu``,
+    ``h`` and ``gradient`` in lanes, a robot a lane).
 
     h's entries grow like the time it takes to reach the ground, and dJ/dtheta takes
     differences of them, scaled by mu: its error is about eps max_s mu(s) |h(s)|. On
     MUSEUM with logits of spread 2 to 8 (48 robots, errors against a 300-digit solve
     from 7.5e-15 to 2 of the largest entry) that estimate was within 1/15 to 9 times the
-    error; grounded at the busiest vertex, the robots that vertex 0 saw 8.5e-14 and
-    1.7e-10 as often had errors of 1e-6 and 4e-9 rather than 8e-2 and 8e-5.
+    error. That holds where vertex 0 is the busiest vertex as well: a part of the map
+    that the robot rarely leaves is as far from it (on MUSEUM with logits of spread 16 to
+    48, robots with vertex 0 busiest had estimates of 1e-3 to 65 and errors of 3e-4 to
+    4e21 of the largest entry).
     """
     # Each maximum is kept in _CHAINS rows taken in turn: a row's next maximum waits for
     # its last (through memory), and with one row that wait was most of the time (1.3 us
     # of a MUSEUM step of 8 robots).
-    shares, terms = _lanes.full((_CHAINS,), 0.0), _lanes.full((_CHAINS,), 0.0)
-    entries = _lanes.full((_CHAINS,), 0.0)
+    terms, entries = _lanes.full((_CHAINS,), 0.0), _lanes.full((_CHAINS,), 0.0)
     for v in range(mu.shape[0]):
-        _lanes.maximum(shares, v % _CHAINS, mu, v)
         _lanes.largest_magnitude_of_product(terms, v % _CHAINS, mu, v, h, v)
     for e in range(n_edges):
         _lanes.largest_magnitude(entries, e % _CHAINS, gradient, e)
     for k in range(1, _CHAINS):
-        _lanes.maximum(shares, 0, shares, k)
         _lanes.largest_magnitude(terms, 0, terms, k)  # keeping a NaN
         _lanes.largest_magnitude(entries, 0, entries, k)
     for m in range(count):
         # The maxima keep a NaN: a gradient that is not finite is solved again too.
         out[m] = not (np.isfinite(terms[0, m]) and np.isfinite(entries[0, m])) or (
-            mu[0, m] < _BUSIEST_SHARE * shares[0, m]
-            and _EPSILON * terms[0, m] > _GROUND_ERROR * entries[0, m]
+            _EPSILON * terms[0, m] > _GROUND_ERROR * entries[0, m]
         )
 
 

@@ -478,9 +478,10 @@ def test_a_robot_that_rarely_visits_vertex_0_keeps_its_gradient(solver, floor, m
     # 9e-10 of the time (a little more often with the floor). An adjoint grounded at vertex 0
     # has entries of about the time it takes to get there, and their differences, which
     # the gradient needs, were lost: robot 0's gradient came out wrong by 10 times its
-    # largest entry (0 on an edge where it is -3e-3), robot 1's by 2e-6 of it. Those
-    # robots' adjoints are grounded where they mostly are; robot 3's (logits of spread 1)
-    # stays at vertex 0.
+    # largest entry (0 on an edge where it is -3e-3), robot 1's by 2e-6 of it. Robots
+    # whose estimated loss exceeds _GROUND_ERROR are solved again from other grounds
+    # (robot 1 with the floor is not: it is within 3.3e-10); robot 3's adjoint (logits
+    # of spread 1) stays at vertex 0.
     g = _solved_by(solver, graph.load("museum"), monkeypatch)
     rng = np.random.default_rng(5)
     theta = np.concatenate(
@@ -494,28 +495,26 @@ def test_a_robot_that_rarely_visits_vertex_0_keeps_its_gradient(solver, floor, m
         lambda graph, robots, *rest: regrounded.extend(robots) or reground(graph, robots, *rest),
     )
     state = patrol.value_and_grad(g, theta, floor=floor)
-    assert regrounded == [0, 1, 2]
+    assert regrounded == ([0, 2] if floor else [0, 1, 2])
     assert state.mu[:2, 0].max() < 1e-16
     _, dj_dmu = fastcov.value_and_grad(state.mu)
-    for i, bound in ((0, 1e-10), (1, 1e-10), (3, 1e-12)):
+    for i, bound in ((0, 1e-10), (1, 1e-8), (3, 1e-12)):
         exact = _exact_logit_gradient(g, theta[i], dj_dmu[i], floor)
         assert np.abs(state.grad[i] - exact).max() <= bound * np.abs(exact).max(), i
 
 
 def test_the_ground_error_estimate_is_eps_max_mu_h_over_the_largest_entry():
     # 11 robots: a full chunk of lanes and a partial one. Each robot's estimate is put on
-    # either side of the bound, and vertex 0's share on either side of 1/100 of the
-    # busiest vertex's.
+    # either side of the bound (whether vertex 0 is busy or not: a part of the map the
+    # robot rarely leaves loses digits either way).
     rng = np.random.default_rng(6)
     n_robots, n, n_edges = 11, 37, 90
     mu = rng.random((n_robots, n))
     h = rng.standard_normal((n_robots, n))
     grad = rng.standard_normal((n_robots, n_edges))
-    rare = rng.random(n_robots) < 0.5
-    mu[rare, 0] = 1e-3 * mu[rare].max(axis=1)
     h *= rng.choice([1e2, 1e10], n_robots)[:, np.newaxis]
     estimate = np.finfo(float).eps * np.abs(mu * h).max(axis=1) / np.abs(grad).max(axis=1)
-    expected = (estimate > patrol._GROUND_ERROR) & (mu[:, 0] < 1e-2 * mu.max(axis=1))
+    expected = estimate > patrol._GROUND_ERROR
     assert 0 < expected.sum() < n_robots
     np.testing.assert_array_equal(patrol._grounds_losing_digits(mu, h, grad), expected)
     # A gradient or adjoint that is not finite is solved again wherever vertex 0 is.
