@@ -302,8 +302,8 @@ def _planned_state(graph, pattern, logits, eps, floor):
 def _faint_ground_state(graph, logits, mu, probabilities, eps, floor):
     """:func:`_planned_state` where some robot visits vertex 0 too rarely for its mu
     (``mu`` and ``probabilities`` are the step's, the rows of those robots not usable):
-    their mu grounded elsewhere, then every robot's dJ/dtheta grounded at its busiest
-    vertex (rare enough to take the separate calls).
+    their mu grounded elsewhere, then every robot's dJ/dtheta from other grounds than
+    vertex 0 (:func:`_reground`; rare enough to take the separate calls).
     """
     _ground_faint_robots(graph, probabilities, mu)
     value, g = api.value_and_grad(mu, eps, backend="cpu")
