@@ -1,4 +1,6 @@
-"""The arbitrary-precision oracle: mu(s), J, c(s) and g_i(s) with mpmath at 50 digits.
+"""The arbitrary-precision oracle: mu(s), J, c(s) and g_i(s) with mpmath at 50 digits;
+and, for the patrol model, a robot's stationary distribution and dJ/dtheta at any
+precision (``patrol_*``).
 
 Inputs are taken as the exact binary values of the float32/float64 array given, so the
 result is the true value of the formulas of SPEC section 1 at those inputs. 1 - x for a
@@ -69,3 +71,61 @@ def _clamped_log(product, m, eps):
     """log max(mu(s), eps): the clamp of c and g (SPEC section 2)."""
     eps = mpmath.mpf(eps)
     return _log_coverage(product, m) if m >= eps else mpmath.log(eps)
+
+
+# The patrol model (fastcov.patrol): one robot's chain and the gradient of J through it.
+
+
+def patrol_softmax(g, theta):
+    """One patrol robot's edge probabilities (the softmax of its logits ``theta`` on graph
+    ``g``), as mpmath numbers at the working precision.
+    """
+    softmax = []
+    for s in range(g.n_vertices):
+        weights = [mpmath.exp(mpmath.mpf(float(theta[e]))) for e in range(*g.indptr[s : s + 2])]
+        softmax += [w / sum(weights) for w in weights]
+    return softmax
+
+
+def patrol_chain(g, moves):
+    """(I - P, mu) for edge probabilities ``moves``, at the working precision: mu from
+    mu^T (I - P) = 0 with sum(mu) = 1 in place of one equation.
+    """
+    n = g.n_vertices
+    system = mpmath.eye(n)
+    for e, p in enumerate(moves):
+        system[int(g.sources[e]), int(g.indices[e])] -= p
+    transposed = system.T
+    for j in range(n):
+        transposed[0, j] = 1
+    return system, mpmath.lu_solve(transposed, mpmath.matrix([1] + [0] * (n - 1)))
+
+
+def patrol_logit_gradient(g, theta, dj_dmu, floor=0.0, digits=300):
+    """One robot's dJ/dtheta from a solve at ``digits`` digits, for dJ/dmu = ``dj_dmu``
+    (taken as exact): mu, then h from (I - P + 1 mu^T) h = dJ/dmu, then the softmax chain
+    rule.
+    """
+    n = g.n_vertices
+    with mpmath.workdps(digits):
+        softmax = patrol_softmax(g, theta)
+        degree = g.out_degrees[g.sources]
+        moves = [
+            floor + (1 - int(d) * mpmath.mpf(floor)) * p
+            for d, p in zip(degree, softmax, strict=True)
+        ]
+        system, mu = patrol_chain(g, moves)
+        for i in range(n):
+            for j in range(n):
+                system[i, j] += mu[j]
+        h = mpmath.lu_solve(system, mpmath.matrix([mpmath.mpf(float(x)) for x in dj_dmu]))
+        out = [mu[int(g.sources[e])] * h[int(g.indices[e])] for e in range(g.n_edges)]
+        grad = []
+        for s in range(n):
+            edges = range(*g.indptr[s : s + 2])
+            mean = sum(softmax[e] * out[e] for e in edges)
+            grad += [
+                (1 - int(degree[e]) * mpmath.mpf(floor)) * softmax[e] * (out[e] - mean)
+                for e in edges
+            ]
+        return np.array([float(x) for x in grad])

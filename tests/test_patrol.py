@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 from derivatives import central_differences
+from exact import patrol_chain, patrol_logit_gradient, patrol_softmax
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -364,7 +365,7 @@ def test_stationary_keeps_every_digit_of_tiny_shares(scale):
     theta = np.random.default_rng(3).standard_normal(g.n_edges) * scale
     mu = patrol.stationary(g, theta)
     with mpmath.workdps(300):
-        _, exact = _exact_chain(mpmath, g, _exact_softmax(mpmath, g, theta))
+        _, exact = patrol_chain(g, patrol_softmax(g, theta))
         errors = [abs((mpmath.mpf(float(x)) - e) / e) for x, e in zip(mu, exact, strict=True)]
     assert float(max(errors)) < 1e-12
     if scale == 40.0:
@@ -416,60 +417,6 @@ def test_a_vertex_that_cannot_be_left_in_float64(solver, monkeypatch):
         patrol.stationary(g, theta)
 
 
-def _exact_softmax(mpmath, g, theta):
-    """One robot's edge probabilities, as mpmath numbers at the working precision."""
-    softmax = []
-    for s in range(g.n_vertices):
-        weights = [mpmath.exp(mpmath.mpf(float(theta[e]))) for e in range(*g.indptr[s : s + 2])]
-        softmax += [w / sum(weights) for w in weights]
-    return softmax
-
-
-def _exact_chain(mpmath, g, moves):
-    """(I - P, mu) for edge probabilities ``moves``, at the working precision: mu from
-    mu^T (I - P) = 0 with sum(mu) = 1 in place of one equation.
-    """
-    n = g.n_vertices
-    system = mpmath.eye(n)
-    for e, p in enumerate(moves):
-        system[int(g.sources[e]), int(g.indices[e])] -= p
-    transposed = system.T
-    for j in range(n):
-        transposed[0, j] = 1
-    return system, mpmath.lu_solve(transposed, mpmath.matrix([1] + [0] * (n - 1)))
-
-
-def _exact_logit_gradient(g, theta, dj_dmu, floor=0.0, digits=300):
-    """One robot's dJ/dtheta from a solve at ``digits`` digits, for dJ/dmu = ``dj_dmu``
-    (taken as exact): mu, then h from (I - P + 1 mu^T) h = dJ/dmu, then the softmax chain
-    rule.
-    """
-    mpmath = pytest.importorskip("mpmath")
-    n = g.n_vertices
-    with mpmath.workdps(digits):
-        softmax = _exact_softmax(mpmath, g, theta)
-        degree = g.out_degrees[g.sources]
-        moves = [
-            floor + (1 - int(d) * mpmath.mpf(floor)) * p
-            for d, p in zip(degree, softmax, strict=True)
-        ]
-        system, mu = _exact_chain(mpmath, g, moves)
-        for i in range(n):
-            for j in range(n):
-                system[i, j] += mu[j]
-        h = mpmath.lu_solve(system, mpmath.matrix([mpmath.mpf(float(x)) for x in dj_dmu]))
-        out = [mu[int(g.sources[e])] * h[int(g.indices[e])] for e in range(g.n_edges)]
-        grad = []
-        for s in range(n):
-            edges = range(*g.indptr[s : s + 2])
-            mean = sum(softmax[e] * out[e] for e in edges)
-            grad += [
-                (1 - int(degree[e]) * mpmath.mpf(floor)) * softmax[e] * (out[e] - mean)
-                for e in edges
-            ]
-        return np.array([float(x) for x in grad])
-
-
 @pytest.mark.parametrize(
     ("solver", "floor"), [("plan", 0.0), ("multifrontal", 0.0), ("plan", 1e-7)]
 )
@@ -499,7 +446,7 @@ def test_a_robot_that_rarely_visits_vertex_0_keeps_its_gradient(solver, floor, m
     assert state.mu[:2, 0].max() < 1e-16
     _, dj_dmu = fastcov.value_and_grad(state.mu)
     for i, bound in ((0, 1e-10), (1, 1e-8), (3, 1e-12)):
-        exact = _exact_logit_gradient(g, theta[i], dj_dmu[i], floor)
+        exact = patrol_logit_gradient(g, theta[i], dj_dmu[i], floor)
         assert np.abs(state.grad[i] - exact).max() <= bound * np.abs(exact).max(), i
 
 
@@ -543,7 +490,7 @@ def test_a_robot_that_visits_vertex_0_less_than_2_to_the_minus_1000(solver, monk
     theta[1, (g.sources == g.indices) & np.isin(g.sources, [1, 4])] = 710.0
     state = patrol.value_and_grad(g, theta)
     with mpmath.workdps(400):
-        _, exact = _exact_chain(mpmath, g, _exact_softmax(mpmath, g, theta[1]))
+        _, exact = patrol_chain(g, patrol_softmax(g, theta[1]))
         exact = np.array([float(x) for x in exact])
     assert exact[0] < 1e-308
     np.testing.assert_allclose(state.mu[1], exact, rtol=1e-13, atol=0)
@@ -551,7 +498,7 @@ def test_a_robot_that_visits_vertex_0_less_than_2_to_the_minus_1000(solver, monk
     assert state.value == pytest.approx(fastcov.entropy([state.mu[0], exact]), rel=1e-15)
     _, dj_dmu = fastcov.value_and_grad(state.mu)
     for robot, digits in ((0, 50), (1, 400)):
-        exact_grad = _exact_logit_gradient(g, theta[robot], dj_dmu[robot], digits=digits)
+        exact_grad = patrol_logit_gradient(g, theta[robot], dj_dmu[robot], digits=digits)
         # Robot 1's entries are all about e^-710: below the rounding of dJ/dmu.
         bound = max(1e-12 * np.abs(exact_grad).max(), 8 * EPS * np.abs(dj_dmu[robot]).max())
         assert np.abs(state.grad[robot] - exact_grad).max() <= bound, robot
@@ -583,7 +530,7 @@ def test_a_gradient_of_several_grounds_keeps_its_digits(seed, monkeypatch):
     theta = np.random.default_rng(seed).standard_normal((1, g.n_edges)) * 24.0
     state = patrol.value_and_grad(g, theta)
     _, dj_dmu = fastcov.value_and_grad(state.mu)
-    exact = _exact_logit_gradient(g, theta[0], dj_dmu[0])
+    exact = patrol_logit_gradient(g, theta[0], dj_dmu[0])
     assert np.abs(state.grad[0] - exact).max() <= 1e-6 * np.abs(exact).max()
     monkeypatch.setattr(patrol, "_GRADIENT_GROUNDS", 1)
     with pytest.warns(RuntimeWarning, match="gradient of robot 0 may have lost digits"):
