@@ -448,7 +448,8 @@ def _best_grounded_gradient(graph, robot, mu, g, probabilities, softmax):
         else:
             better = (errors < best_errors) & ~(best_errors <= tolerance)
             best[better], best_errors[better] = candidate[better], errors[better]
-        reliable = np.abs(best) - best_errors  # NaN where either is
+        with np.errstate(invalid="ignore"):  # inf - inf where h overflowed
+            reliable = np.abs(best) - best_errors  # NaN where either is
         largest = reliable.max(where=reliable > 0, initial=0.0)
         tolerance = max(_GROUNDS_ERROR * largest, rounding)
         unresolved = ~(best_errors <= tolerance) & ~np.isin(sources, tried)
@@ -458,10 +459,11 @@ def _best_grounded_gradient(graph, robot, mu, g, probabilities, softmax):
         tried.append(int(sources[np.argmax(worst)]))
     if not np.isfinite(best).all():
         raise _too_extreme(robot, probabilities, "has a gradient that is not finite")
-    if not (best_errors <= max(_WARNED_ERROR * largest, rounding)).all():
+    largest_bound = np.nan_to_num(best_errors, nan=np.inf).max()
+    if not largest_bound <= max(_WARNED_ERROR * largest, rounding):
         warnings.warn(
             f"the gradient of robot {robot} may have lost digits: the error bound of an "
-            f"entry is {np.nanmax(best_errors):.3g}, and its largest entry "
+            f"entry is {largest_bound:.3g}, and its largest entry "
             f"{np.abs(best).max():.3g}, after {len(tried)} grounds; its transition "
             f"probabilities span many orders of magnitude (the smallest is "
             f"{probabilities[robot].min():.3g}), which a floor limits",
