@@ -703,20 +703,17 @@ def _planned_adjoints(
     plan = _elimination.Plan(order, ptr, neighbours, targets)
     moves = _lanes.empty((probabilities.shape[1],))
     values = _lanes.empty((plan.ptr.size - 1 + 2 * plan.neighbours.size,))
-    x = _lanes.empty((n - 1,))
+    adjoint, x = _lanes.empty((n,)), _lanes.empty((n - 1,))
     for first in range(0, mu.shape[0], _lanes.LANES):
         last = min(first + _lanes.LANES, mu.shape[0])
         _into_lanes(probabilities, first, 0, probabilities.shape[1], moves)
         _planned_factor(plan, slots, kept_edges, indptr, indices, moves, values)
-        x[:] = 0.0
-        _centred(g[first:last], mu[first:last], x)
-        _elimination.solve(plan, values, x, False)
-        _out_of_lanes(x, n - 1, first, 1, h)
+        _planned_adjoint(plan, values, g[first:last], mu[first:last], adjoint)
+        _out_of_lanes(adjoint, n, first, 0, h)
         x[:] = 0.0
         _magnitudes(g[first:last], mu[first:last], x)
         _elimination.solve(plan, values, x, False)
         _out_of_lanes(x, n - 1, first, 1, bound)
-        h[first:last, 0] = 0.0
         bound[first:last, 0] = 0.0
 
 
@@ -1171,9 +1168,7 @@ def _centred(g, mu, x):
     (``g`` and ``mu`` a row per robot).
     """
     for robot in range(g.shape[0]):
-        mean = 0.0
-        for v in range(g.shape[1]):
-            mean += mu[robot, v] * g[robot, v]
+        mean = _mean(g, mu, robot)
         for v in range(x.shape[0]):
             x[v, robot] = g[robot, v + 1] - mean
 
@@ -1185,11 +1180,18 @@ def _magnitudes(g, mu, x):
     robot).
     """
     for robot in range(g.shape[0]):
-        mean = 0.0
-        for v in range(g.shape[1]):
-            mean += mu[robot, v] * g[robot, v]
+        mean = _mean(g, mu, robot)
         for v in range(x.shape[0]):
             x[v, robot] = (abs(g[robot, v + 1]) + abs(mean)) * _BOUND_SCALE
+
+
+@_inline_jit
+def _mean(g, mu, robot):
+    """The mean of g under mu (mu . g) of row ``robot``, its vertices in order."""
+    mean = 0.0
+    for v in range(g.shape[1]):
+        mean += mu[robot, v] * g[robot, v]
+    return mean
 
 
 @_inline_jit
