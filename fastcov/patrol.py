@@ -515,10 +515,8 @@ def _grounded_adjoint(graph, root, robot, mu, g, probabilities):
         try:
             _frontal_factor(swapped, moves[0], factors)
             for out, right_side in ((h, _centred), (bound, _magnitudes)):
-                x = np.empty((pattern.n, 1))
-                right_side(g_row, mu_row, x)
-                _multifrontal.solve(pattern.analysis, factors, x[:, 0], False)
-                out[0, 0], out[0, 1:] = 0.0, x[:, 0]
+                out[0, 0] = 0.0
+                _frontal_adjoint(pattern, factors, right_side, g_row, mu_row, out[0])
         finally:
             pattern.give_back([factors])
     # The swap is its own inverse: vertex v of the swapped graph is vertices[v].
@@ -1019,11 +1017,19 @@ class _Team:
         return factors
 
     def _adjoint(self, robot, factors, g, h):
-        pattern = _pattern(self.graph)
-        rhs = np.empty((pattern.n, 1))
-        _centred(g[robot : robot + 1], self.mu[robot : robot + 1], rhs)
-        _multifrontal.solve(pattern.analysis, factors, rhs[:, 0], False)
-        h[robot, 1:] = rhs[:, 0]
+        rows = slice(robot, robot + 1)
+        _frontal_adjoint(_pattern(self.graph), factors, _centred, g[rows], self.mu[rows], h[robot])
+
+
+def _frontal_adjoint(pattern, factors, right_side, g, mu, out):
+    """Set out[1:] to the solution of A x = b by one robot's multifrontal ``factors``,
+    for b = ``right_side(g, mu)`` (:func:`_centred` or :func:`_magnitudes`; ``g`` and
+    ``mu`` that robot's rows, shape (1, n)).
+    """
+    x = np.empty((pattern.n, 1))
+    right_side(g, mu, x)
+    _multifrontal.solve(pattern.analysis, factors, x[:, 0], False)
+    out[1:] = x[:, 0]
 
 
 def _frontal_measure(graph, probabilities, factors):
