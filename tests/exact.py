@@ -88,17 +88,37 @@ def patrol_softmax(g, theta):
 
 
 def patrol_chain(g, moves):
-    """(I - P, mu) for edge probabilities ``moves``, at the working precision: mu from
-    mu^T (I - P) = 0 with sum(mu) = 1 in place of one equation.
+    """(I - P, mu) for edge probabilities ``moves`` (numbers mpmath takes exactly), at the
+    working precision: mu by state reduction, which subtracts nothing (Grassmann, Taksar
+    and Heyman), so that every share keeps the working precision, however many orders of
+    magnitude the shares span. Every vertex must reach vertex 0 by moves of probability
+    > 0.
     """
     n = g.n_vertices
     system = mpmath.eye(n)
+    rates = [{} for _ in range(n)]  # rates[s][t]: the chain's moves s -> t, t != s
     for e, p in enumerate(moves):
-        system[int(g.sources[e]), int(g.indices[e])] -= p
-    transposed = system.T
-    for j in range(n):
-        transposed[0, j] = 1
-    return system, mpmath.lu_solve(transposed, mpmath.matrix([1] + [0] * (n - 1)))
+        s, t = int(g.sources[e]), int(g.indices[e])
+        system[s, t] -= p
+        if s != t and p:
+            rates[s][t] = rates[s].get(t, 0) + mpmath.mpf(p)
+    # Censor the chain to vertices 0 .. k - 1, for k = n - 1 down to 1: a move into k
+    # continues by k's moves to them, in proportion. (Moves to the vertices censored
+    # already stay in ``rates``, unread, for the measure.)
+    exits = [None] * n
+    for k in range(n - 1, 0, -1):
+        exits[k] = {j: rate for j, rate in rates[k].items() if j < k}
+        leaving = mpmath.fsum(exits[k].values())
+        for i in range(k):
+            into = rates[i].get(k, 0)
+            for j, rate in exits[k].items():
+                rates[i][j] = rates[i].get(j, 0) + into * rate / leaving
+    measure = [mpmath.mpf(1)]
+    for k in range(1, n):
+        into = mpmath.fsum(measure[i] * rates[i].get(k, 0) for i in range(k))
+        measure.append(into / mpmath.fsum(exits[k].values()))
+    total = mpmath.fsum(measure)
+    return system, mpmath.matrix([x / total for x in measure])
 
 
 def patrol_logit_gradient(g, theta, dj_dmu, floor=0.0, digits=300):

@@ -2,11 +2,13 @@
 references: dense linear algebra, central finite differences, hand-worked chains."""
 
 import dataclasses
+import pathlib
 
 import numba
 import numpy as np
 import pytest
 import scipy.sparse
+import scipy.sparse.csgraph
 from derivatives import central_differences
 from exact import patrol_chain, patrol_logit_gradient, patrol_softmax
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +19,7 @@ from fastcov import graph, patrol
 from fastcov._lanes import LANES
 
 EPS = np.finfo(np.float64).eps
+DATA = pathlib.Path(__file__).parent / "data"
 
 
 def _dense_transition(g, probabilities):
@@ -518,6 +521,61 @@ def test_a_vertex_no_robot_reaches_in_float64_has_a_finite_derivative(solver, mo
     assert state.value == 0.0
     assert np.isinf(fastcov.value_and_grad(state.mu)[1]).any()
     np.testing.assert_array_equal(state.grad, 0.0)
+
+
+def _funnel(g, pair, logit):
+    """Logits that send a robot by shortest paths to the 2-cycle ``pair`` and round it:
+    ``logit`` on each vertex's edge nearest to pair[0] (on the two edges of the cycle),
+    0 on the others.
+    """
+    towards = scipy.sparse.csr_array(
+        (np.ones(g.n_edges), (g.indices, g.sources)), shape=(g.n_vertices,) * 2
+    )
+    distance = scipy.sparse.csgraph.shortest_path(towards, indices=pair[0], unweighted=True)
+    distance[pair[1]] = -1.0  # pair[0] goes to pair[1]
+    theta = np.zeros(g.n_edges)
+    for s in range(g.n_vertices):
+        edges = np.arange(*g.indptr[s : s + 2])
+        theta[edges[np.argmin(distance[g.indices[edges]])]] = logit
+    return theta
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_robot_whose_measure_grounded_at_vertex_0_is_out_of_range(solver, monkeypatch):
+    # Logits of 300 send the robot to the 2-cycle 60 <-> 58 of MUSEUM and round it: it
+    # makes any other move with probability about e^-300, and vertex 0, six moves away,
+    # gets 10^-782 of its time. Grounded at vertex 0, the measure's factors under- and
+    # overflowed, its busiest entries were no busy vertex, and the step raised
+    # FloatingPointError. It is grounded at the root of the chain's heaviest tree.
+    mpmath = pytest.importorskip("mpmath")
+    g = _solved_by(solver, graph.load("museum"), monkeypatch)
+    theta = _funnel(g, (60, 58), 300.0)[np.newaxis]
+    probabilities = patrol.transition_probabilities(g, theta)[0]
+    with mpmath.workdps(50):  # state reduction: every share to the working precision
+        _, exact = patrol_chain(g, [mpmath.mpf(float(p)) for p in probabilities])
+        assert mpmath.log10(exact[0]) < -780
+        exact = np.array([float(x) for x in exact])
+    assert exact[[58, 60]] == pytest.approx(0.5, rel=1e-100)
+    mu = patrol.stationary(g, theta)
+    np.testing.assert_allclose(mu[0], exact, rtol=1e-13, atol=0)
+    state = patrol.value_and_grad(g, theta)
+    np.testing.assert_array_equal(state.mu, mu)
+    assert np.isfinite(state.grad).all()
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_an_adjoint_that_overflows_at_a_ground_the_gradient_needs(solver, monkeypatch):
+    # A robot on MUSEUM after ten Adam steps of 30 (J's gradient from 4 robots; tests/data):
+    # it circles a 2-cycle, and its moves span 117 orders of magnitude. Grounded at some
+    # vertices its gradient needs, the adjoint h (as large as the time it takes to reach
+    # the ground) overflowed, and the step raised FloatingPointError. Solved for g 2^-600,
+    # with the chain rule from mu 2^600, it has every digit.
+    g = _solved_by(solver, graph.load("museum"), monkeypatch)
+    theta = np.loadtxt(DATA / "museum_logits_after_adam_steps_of_30.txt")[np.newaxis]
+    state = patrol.value_and_grad(g, theta)
+    _, dj_dmu = fastcov.value_and_grad(state.mu, eps=patrol._LEAST_SHARE)
+    exact = patrol_logit_gradient(g, theta[0], dj_dmu[0], digits=800)
+    assert np.abs(state.grad[0] - exact).max() <= 1e-12 * np.abs(exact).max()
 
 
 @pytest.mark.parametrize("seed", [3, 7])
