@@ -72,6 +72,7 @@ import numba
 import numpy as np
 
 from . import _checks, _elimination, _lanes, _multifrontal, _trees, _vmath, api, cpu
+from .graph import BUNDLED, Graph
 
 __all__ = [
     "transition_probabilities",
@@ -139,10 +140,11 @@ def transition_probabilities(graph, logits, *, floor=0.0):
         A vertex without out-edges; logits of the wrong shape or not finite; a floor
         outside its range.
     TypeError
-        Logits that are not real numbers (complex ones included: they are not cast), or
-        a masked array (its mask would be lost).
+        ``graph`` not a :class:`fastcov.graph.Graph` (a map's name, say); logits that are
+        not real numbers (complex ones included: they are not cast), or a masked array
+        (its mask would be lost).
     """
-    graph.require_out_edges()
+    _require_graph(graph).require_out_edges()
     logits = _check_logits(graph, logits)
     return _with_floor(graph, _softmax_of(graph, logits), _check_floor(graph, floor))
 
@@ -181,7 +183,7 @@ def stationary(graph, logits, *, floor=0.0):
         grounded at its busiest vertex). A ``floor`` keeps every probability away from
         underflow.
     """
-    graph.require_strongly_connected()
+    _require_graph(graph).require_strongly_connected()
     logits = _check_logits(graph, logits)
     floor = _check_floor(graph, floor)
     rows = _rows(logits)
@@ -248,7 +250,7 @@ def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
     robot that rarely visits vertex 0 (see the module docstring) is factored again,
     grounded elsewhere; the graph keeps the analyses of the last 8 grounds so used.
     """
-    graph.require_strongly_connected()
+    _require_graph(graph).require_strongly_connected()
     return _team_state(graph, logits, eps, _check_floor(graph, floor))
 
 
@@ -858,8 +860,10 @@ def train(
         of the wrong shape or not finite, a negative ``seed``, and what
         :func:`value_and_grad` raises.
     TypeError
-        ``n_robots`` or ``iterations`` not an integer, a ``seed`` NumPy cannot use.
+        ``graph`` not a :class:`fastcov.graph.Graph`, ``n_robots`` or ``iterations`` not
+        an integer, a ``seed`` NumPy cannot use.
     """
+    _require_graph(graph)
     n_robots = _checks.integer(n_robots, "n_robots", minimum=1)
     iterations = _checks.integer(iterations, "iterations", minimum=0)
     if not (_checks.real_number(learning_rate) and 0.0 < learning_rate < math.inf):
@@ -1499,6 +1503,19 @@ def _chain_rule_lanes(indptr, indices, start, stop, probabilities, mu, h, out):
         for e in edges:
             _lanes.subtract(out, e, mean, 0)
             _lanes.multiply(out, e, probabilities, e)
+
+
+def _require_graph(graph):
+    """``graph``, or TypeError where it is not a :class:`fastcov.graph.Graph`."""
+    if isinstance(graph, Graph):
+        return graph
+    kind = type(graph)
+    hint = "fastcov.graph.load, grid and Graph.from_edges, from_adjacency, from_networkx build one"
+    if isinstance(graph, str):
+        hint = f"fastcov.graph.load(name) loads the bundled maps {', '.join(BUNDLED)}"
+    raise TypeError(
+        f"graph must be a fastcov.graph.Graph, got {kind.__module__}.{kind.__qualname__} ({hint})"
+    )
 
 
 def _check_floor(graph, floor):

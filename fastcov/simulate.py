@@ -84,7 +84,8 @@ def simulate(graph, logits, steps, *, start=None, seed=0, floor=0.0):
         outside its range, a negative step count, a start vertex outside the graph, a
         start of the wrong length or a seed NumPy refuses (a negative integer).
     TypeError
-        A step count that is not an integer, or a seed of a type NumPy refuses.
+        ``graph`` not a :class:`fastcov.graph.Graph`, a step count that is not an integer,
+        or a seed of a type NumPy refuses.
     """
     probabilities = np.atleast_2d(patrol.transition_probabilities(graph, logits, floor=floor))
     n_robots, n_vertices = probabilities.shape[0], graph.n_vertices

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastcov
-from fastcov import graph, patrol
+from fastcov import graph, patrol, simulate
 from fastcov._lanes import LANES
 
 EPS = np.finfo(np.float64).eps
@@ -236,6 +236,25 @@ def test_a_graph_is_immutable_and_owns_its_arrays():
     with pytest.raises(ValueError, match="not strongly connected"):
         stuck.require_strongly_connected()
     np.testing.assert_allclose(patrol.stationary(g, np.zeros(2)), [0.5, 0.5])
+
+
+def test_a_graph_that_is_not_a_graph_is_named():
+    # A map's name, or networkx's graph, reached the solver and failed there with an
+    # AttributeError about a method the caller never heard of.
+    theta = np.zeros((1, graph.load("house").n_edges))
+    calls = (
+        lambda g: patrol.transition_probabilities(g, theta),
+        lambda g: patrol.stationary(g, theta),
+        lambda g: patrol.value_and_grad(g, theta),
+        lambda g: patrol.train(g, 1, iterations=1),
+        lambda g: simulate.simulate(g, theta, 10),
+    )
+    for call in calls:
+        message = r"graph must be a fastcov.graph.Graph, got builtins.str \(fastcov.graph.load"
+        with pytest.raises(TypeError, match=message):
+            call("house")
+        with pytest.raises(TypeError, match="got builtins.dict .*from_networkx build one"):
+            call({0: [1], 1: [0]})
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
