@@ -512,7 +512,6 @@ def _grounded_adjoint(graph, root, robot, mu, g, probabilities):
         try:
             _frontal_factor(swapped, moves[0], factors)
             for out, right_side in ((h, _centred), (bound, _magnitudes)):
-                out[0, 0] = 0.0
                 _frontal_adjoint(pattern, factors, right_side, g_row, mu_row, out[0])
         finally:
             pattern.give_back([factors])
@@ -1023,14 +1022,14 @@ class _Team:
 
 
 def _frontal_adjoint(pattern, factors, right_side, g, mu, out):
-    """Set out[1:] to the solution of A x = b by one robot's multifrontal ``factors``,
-    for b = ``right_side(g, mu)`` (:func:`_centred` or :func:`_magnitudes`; ``g`` and
-    ``mu`` that robot's rows, shape (1, n)).
+    """Set out (n,) to (0, the solution of A x = b) by one robot's multifrontal
+    ``factors``, for b = ``right_side(g, mu)`` (:func:`_centred` or :func:`_magnitudes`;
+    ``g`` and ``mu`` that robot's rows, shape (1, n)), as :func:`_planned_adjoint` does.
     """
     x = np.empty((pattern.n, 1))
     right_side(g, mu, x)
     _multifrontal.solve(pattern.analysis, factors, x[:, 0], False)
-    out[1:] = x[:, 0]
+    out[0], out[1:] = 0.0, x[:, 0]
 
 
 def _frontal_measure(graph, probabilities, factors):
