@@ -16,7 +16,8 @@ def integer(value, name, minimum=None):
     Raises
     ------
     TypeError
-        Anything but an integer (a float such as 2.0 included, as for NumPy's shapes).
+        Anything but an integer (a float such as 2.0 included, as for NumPy's shapes); an
+        array is named by its shape, not printed whole.
     ValueError
         An integer below ``minimum``.
     """
@@ -25,7 +26,8 @@ def integer(value, name, minimum=None):
     try:
         value = operator.index(value)
     except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+        got = f"an array of shape {value.shape}" if isinstance(value, np.ndarray) else repr(value)
+        raise TypeError(f"{name} must be an integer, got {got}") from None
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value

@@ -889,6 +889,10 @@ def test_training_rejects_logits_for_another_team():
         patrol.train(g, 0)
     with pytest.raises(TypeError, match="n_robots must be an integer, got 2.5"):
         patrol.train(g, 2.5)
+    with pytest.raises(TypeError, match=r"array of shape \(3, 20\); pass starting logits as"):
+        patrol.train(g, np.zeros((3, 20)))  # the logits where n_robots goes
+    with pytest.raises(TypeError, match=r"integer, got an array of shape \(3,\)$"):
+        patrol.train(g, np.arange(3))
     with pytest.raises(ValueError, match="iterations must be >= 0, got -1"):
         patrol.train(g, 2, iterations=-1)
     for rate in (0.0, -0.1, np.nan, np.inf, "0.1", True):
