@@ -314,8 +314,11 @@ def load(name):
     """One of the maps of EM-Patroller: ``"house"``, ``"office"`` or ``"museum"``.
 
     The edges are undirected, as in the paper's code; vertex labels are the paper's
-    (1-based) and ``start`` is the paper's start vertex.
+    (1-based) and ``start`` is the paper's start vertex. The name may be written in any
+    case; anything else raises ValueError (TypeError for a name that is not a str).
     """
+    if not isinstance(name, str):
+        raise TypeError(f"a map's name must be a str, not {type(name).__name__}")
     key = name.lower()
     if key not in BUNDLED:
         raise ValueError(f"unknown map {name!r}; bundled maps: {', '.join(BUNDLED)}")

@@ -62,6 +62,9 @@ def test_bundled_maps(name, n_vertices, n_undirected_edges, start_label):
 def test_unknown_map_lists_the_bundled_ones():
     with pytest.raises(ValueError, match="house, office, museum"):
         graph.load("castle")
+    assert graph.load("MUSEUM").n_vertices == 70
+    with pytest.raises(TypeError, match="a map's name must be a str, not int"):
+        graph.load(3)
 
 
 def test_edges_labels_and_stay():
