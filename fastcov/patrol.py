@@ -364,9 +364,9 @@ def _grounded_elsewhere(graph, probabilities, robot, x=None):
 
 def _heaviest_tree_root(graph, robot, probabilities):
     """The root of robot ``robot``'s chain's heaviest spanning tree, a vertex it visits
-    often (:mod:`fastcov._trees`; O(E log E), on grids of random logits 0.12 s at 10^4
-    vertices, 3.7 s at 1.6 10^5), read off its edge ``probabilities`` (a row per robot),
-    where no measure can say where the robot is.
+    often (:mod:`fastcov._trees`; O(E log E), on grids of random logits 0.013 s at 10^4
+    vertices, 0.7 s at 1.6 10^5, 7 s at 10^6), read off its edge ``probabilities`` (a row
+    per robot), where no measure can say where the robot is.
 
     Raises FloatingPointError where the chain has several closed classes in float64 (the
     moves that underflowed to 0 impossible): then it has no unique stationary
