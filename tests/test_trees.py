@@ -47,6 +47,16 @@ def test_a_cycle_is_left_by_the_move_that_costs_least_over_the_one_it_replaces()
     assert _roots({move: np.exp(log) for move, log in logs.items()}, 4) == [2]
 
 
+def test_a_cost_taken_off_a_whole_heap_reaches_every_move_in_it():
+    # Costs -log P: 0 -> 3 at 6, 0 -> 1 at 9, 1 -> 0 at 4, 1 -> 2 at 3, 1 -> 3 at 8,
+    # 2 -> 1 at 2, 3 -> 2 at 5. The cheapest trees towards 0, 1, 2, 3 cost 11 (1 -> 0,
+    # 2 -> 1, 3 -> 2), 13, 14 and 12. Vertex 1's three moves fill a heap two levels deep;
+    # contracting the cycle 1 <-> 2 takes 3 off all of them. With the deeper moves left
+    # at their old costs, the root came out 1.
+    costs = {(0, 3): 6, (0, 1): 9, (1, 0): 4, (1, 2): 3, (1, 3): 8, (2, 1): 2, (3, 2): 5}
+    assert _roots({move: np.exp(-cost) for move, cost in costs.items()}, 4) == [0]
+
+
 def test_closed_classes_each_get_a_root():
     # In float64 moves of probability 0 are impossible: from 0 the robot is trapped at 1
     # or in the cycle 2 <-> 3, where 3 is harder to leave.
@@ -105,8 +115,11 @@ def test_the_root_is_that_of_the_heaviest_tree_of_its_class(n, data):
     cycle = [(order[k], order[(k + 1) % n]) for k in range(n)] if n > 1 else []
     rest = [pair for pair in pairs if pair not in cycle]
     chosen = cycle + (data.draw(st.lists(st.sampled_from(rest), unique=True)) if rest else [])
-    # Logs of probabilities over 700 orders of magnitude, some moves 0.
-    logs = data.draw(st.lists(st.floats(-1600.0, 0.0), min_size=len(chosen), max_size=len(chosen)))
+    # Logs of probabilities over 700 orders of magnitude, some moves 0; or small whole
+    # numbers, whose near ties test each cost the heaps carry (over 1600 orders, the
+    # cheapest move tends to win whatever is added to it).
+    logs = data.draw(st.sampled_from([st.floats(-1600.0, 0.0), st.integers(-9, 0).map(float)]))
+    logs = data.draw(st.lists(logs, min_size=len(chosen), max_size=len(chosen)))
     moves = {pair: float(np.exp(log)) for pair, log in zip(chosen, logs, strict=True)}
     possible = {pair: -np.log(p) for pair, p in moves.items() if p > 0.0}
     sources = np.array([s for s, _ in possible], dtype=np.int64)
