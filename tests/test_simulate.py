@@ -55,6 +55,24 @@ def test_a_zero_probability_edge_is_never_taken():
     assert result.visits[0, 0] == result.visits[0, 1] == 0.5
 
 
+def test_a_draw_past_the_rounded_sum_takes_the_last_possible_edge():
+    # Vertex 0's moves: the softmax of (1, -1, -800), whose first two sum to 1 - 2^-53
+    # in float64 and whose third is 0. The largest draw below 1 passes that sum; the walk
+    # must then take the second move, never the impossible third.
+    g = graph.Graph.from_edges([(0, 1), (0, 2), (0, 3), (1, 0), (2, 0), (3, 0)], directed=True)
+    theta = np.zeros((1, g.n_edges))
+    theta[0, :3] = 1.0, -1.0, -800.0
+    probabilities = patrol.transition_probabilities(g, theta)
+    assert probabilities[0, 0] + probabilities[0, 1] < 1.0 and probabilities[0, 2] == 0.0
+    positions, last_draw = np.zeros(1, np.int64), np.array([[np.nextafter(1.0, 0.0)]])
+    visits, covered = np.zeros((1, 4), np.int64), np.zeros(4, np.int64)
+    last_covered = np.full(4, -1, np.int64)
+    simulate._walk(
+        g.indptr, g.indices, probabilities, last_draw, 0, positions, visits, covered, last_covered
+    )
+    assert positions.tolist() == [2]
+
+
 def test_a_floor_opens_the_zero_probability_edge():
     # The same walk with a floor of 0.1: edge 0 -> 2 now has probability 0.1, so the
     # shares converge to the floored chain's stationary distribution (the 2e5-step
