@@ -863,12 +863,12 @@ def train(
         an integer, a ``seed`` NumPy cannot use.
     """
     _require_graph(graph)
-    if np.ndim(n_robots) == 2:  # train(graph, logits), a slip the message should name
-        raise TypeError(
-            f"n_robots must be an integer, got an array of shape {np.shape(n_robots)}; "
-            "pass starting logits as logits="
-        )
-    n_robots = _checks.integer(n_robots, "n_robots", minimum=1)
+    try:
+        n_robots = _checks.integer(n_robots, "n_robots", minimum=1)
+    except TypeError as error:
+        if np.ndim(n_robots) == 2:  # train(graph, logits), a slip the message should name
+            raise TypeError(f"{error}; pass starting logits as logits=") from None
+        raise
     iterations = _checks.integer(iterations, "iterations", minimum=0)
     if not (_checks.real_number(learning_rate) and 0.0 < learning_rate < math.inf):
         raise ValueError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
