@@ -54,7 +54,7 @@ def main(argv=None):
 
             return demo.main(args)
         return _info() if args.command == "info" else _run(args)
-    except (OSError, ValueError, TypeError, RuntimeError) as error:
+    except (OSError, ValueError, TypeError, RuntimeError, FloatingPointError) as error:
         print(f"fastcov: error: {error}", file=sys.stderr)
         return 1
     except MemoryError as error:  # say, a grid larger than this machine holds

@@ -143,17 +143,26 @@ def main(args):
     if no_figure is not None:
         print(f"no figure: {no_figure}")
     bar = _ProgressBar(sys.stderr)
-    demo = run(
-        graph,
-        args.robots,
-        iterations=args.iterations,
-        learning_rate=args.learning_rate,
-        optimizer=args.optimizer,
-        seed=args.seed,
-        steps=args.steps,
-        progress=bar.update,
-    )
-    bar.close()
+    try:
+        demo = run(
+            graph,
+            args.robots,
+            iterations=args.iterations,
+            learning_rate=args.learning_rate,
+            optimizer=args.optimizer,
+            seed=args.seed,
+            steps=args.steps,
+            progress=bar.update,
+        )
+    except FloatingPointError as error:  # the policies driven too far apart
+        kept = getattr(error, "result", None)
+        where = "" if kept is None else f" at step {len(kept.history)}"
+        raise FloatingPointError(
+            f"training stopped{where}: {error}; a smaller --learning-rate keeps the "
+            "policies from growing this extreme"
+        ) from None
+    finally:
+        bar.close()
     print(_summary(demo))
     if no_figure is not None:
         return 0

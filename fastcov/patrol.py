@@ -861,6 +861,15 @@ def train(
     TypeError
         ``graph`` not a :class:`fastcov.graph.Graph`, ``n_robots`` or ``iterations`` not
         an integer, a ``seed`` NumPy cannot use.
+
+    Notes
+    -----
+    An exception raised after the first step has been computed (a later step's
+    FloatingPointError where training drove the probabilities too far apart, a warning
+    turned into an error, the callback's own) keeps the training done so far: its
+    ``result`` attribute is the :class:`TrainResult` up to the last step computed (the
+    logits of that step, not the failed update's), and on Python 3.11 and later a note
+    on the exception says so.
     """
     _require_graph(graph)
     try:
@@ -894,10 +903,23 @@ def train(
     updates = np.zeros(n_robots)
     history = []
     round_length = n_robots if schedule == "one-at-a-time" else 1
+    last_update = slice(0), theta[:0]  # the rows a step updated, as they were before it
     for step in range(iterations + 1):
-        state = _team_state(graph, theta, 0.0, floor)
+        try:
+            state = _team_state(graph, theta, 0.0, floor)
+        except Exception as error:
+            if step:
+                logits = theta.copy()  # back to the logits of the last state computed
+                logits[last_update[0]] = last_update[1]
+                _keep_progress(error, step, TrainResult(logits, np.asarray(history), state))
+            raise
         history.append(state.value)
-        if callback is not None and callback(step, state):
+        try:
+            stop = callback is not None and callback(step, state)
+        except Exception as error:
+            _keep_progress(error, step, TrainResult(theta, np.asarray(history), state))
+            raise
+        if stop:
             break
         converged = (
             tol is not None
@@ -909,6 +931,7 @@ def train(
         robots = slice(None)
         if schedule == "one-at-a-time":
             robots = slice(step % n_robots, step % n_robots + 1)
+        last_update = robots, theta[robots].copy()
         if optimizer == "plain":
             theta[robots] += learning_rate * state.grad[robots]
             continue
@@ -921,6 +944,16 @@ def train(
             learning_rate,
         )
     return TrainResult(theta, np.asarray(history), state)
+
+
+def _keep_progress(error, step, result):
+    """Give ``error``, raised in :func:`train` at ``step``, the training's ``result`` so far."""
+    error.result = result
+    if hasattr(error, "add_note"):  # Python 3.11
+        error.add_note(
+            f"fastcov.patrol.train stopped at step {step}; the exception's .result holds "
+            f"the training up to step {len(result.history) - 1}"
+        )
 
 
 @_jit

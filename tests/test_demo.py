@@ -217,3 +217,23 @@ def test_a_figure_goes_to_the_path_given_in_the_format_of_its_extension(tmp_path
         assert f"figure written to {figure}" in capsys.readouterr().out
         assert figure.read_bytes().startswith(magic)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["figure", "figure.PDF"]
+
+
+def test_training_driven_too_far_is_an_error_naming_its_step(tmp_path, capsys, monkeypatch):
+    step_of, calls = patrol._team_state, []
+
+    def fails_at_step_2(*args):
+        calls.append(None)
+        if len(calls) == 3:
+            raise FloatingPointError("probabilities too far apart")
+        return step_of(*args)
+
+    monkeypatch.setattr(patrol, "_team_state", fails_at_step_2)
+    assert main(["demo", "--graph", "house", "-o", str(tmp_path / "x.png")]) == 1
+    printed = capsys.readouterr()
+    assert printed.err.startswith(
+        "fastcov: error: training stopped at step 2: probabilities too far apart; "
+        "a smaller --learning-rate"
+    )
+    assert "Traceback" not in printed.err
+    assert not (tmp_path / "x.png").exists()

@@ -3,6 +3,7 @@ references: dense linear algebra, central finite differences, hand-worked chains
 
 import dataclasses
 import pathlib
+import sys
 
 import numba
 import numpy as np
@@ -936,6 +937,57 @@ def test_training_stops_at_tolerance_and_on_callback():
     assert abs(changes[-1]) < 1e-3 and (np.abs(changes[:-1]) >= 1e-3).all()
     stopped = patrol.train(g, 2, iterations=500, callback=lambda step, state: step == 3)
     assert stopped.history.shape == (4,)
+
+
+@pytest.mark.parametrize("schedule", patrol.SCHEDULES)
+def test_a_failed_step_keeps_the_training_before_it(monkeypatch, schedule):
+    g = graph.load("house")
+    expected = patrol.train(g, 3, iterations=2, schedule=schedule)
+    step_of = patrol._team_state
+    calls = []
+
+    def fails_at_step_3(*args):
+        calls.append(None)
+        if len(calls) == 4:
+            raise FloatingPointError("too far apart")
+        return step_of(*args)
+
+    monkeypatch.setattr(patrol, "_team_state", fails_at_step_3)
+    with pytest.raises(FloatingPointError, match="too far apart") as caught:
+        patrol.train(g, 3, iterations=10, schedule=schedule)
+    kept = caught.value.result
+    np.testing.assert_array_equal(kept.history, expected.history)
+    np.testing.assert_array_equal(kept.logits, expected.logits)  # not the failed update's
+    np.testing.assert_array_equal(kept.state.grad, expected.state.grad)
+    if sys.version_info >= (3, 11):
+        assert "stopped at step 3" in caught.value.__notes__[0]
+        assert "up to step 2" in caught.value.__notes__[0]
+
+
+def test_a_first_step_that_fails_has_no_training_to_keep(monkeypatch):
+    def fails(*args):
+        raise FloatingPointError("too far apart")
+
+    monkeypatch.setattr(patrol, "_team_state", fails)
+    with pytest.raises(FloatingPointError) as caught:
+        patrol.train(graph.load("house"), 2)
+    assert not hasattr(caught.value, "result")
+
+
+def test_a_callback_that_raises_keeps_the_training_up_to_its_step():
+    g = graph.load("house")
+    expected = patrol.train(g, 2, iterations=3)
+
+    def callback(step, state):
+        if step == 3:
+            raise KeyError("the user's own")
+
+    with pytest.raises(KeyError, match="the user's own") as caught:
+        patrol.train(g, 2, iterations=10, callback=callback)
+    kept = caught.value.result
+    np.testing.assert_array_equal(kept.history, expected.history)
+    np.testing.assert_array_equal(kept.logits, expected.logits)
+    assert kept.state.value == expected.history[-1]
 
 
 def test_upper_bound_hand_worked():
