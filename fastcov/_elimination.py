@@ -31,16 +31,14 @@ are positions in the order; :meth:`Plan.slots` and the solves take the original 
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
 from . import _lanes
+from ._jit import jit
 
 __all__ = ["Plan", "factor", "solve", "minimum_degree_order"]
-
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 class Plan(NamedTuple):
@@ -121,7 +119,7 @@ class Plan(NamedTuple):
         return slots
 
 
-@_jit
+@jit
 def factor(plan, values, row_sums):
     """Overwrite ``values`` (n_slots, LANES), float64, with the LU factors of its LANES
     matrices (their entries at :meth:`Plan.slots`, zeros elsewhere).
@@ -162,7 +160,7 @@ def factor(plan, values, row_sums):
                 update += 1
 
 
-@_jit
+@jit
 def solve(plan, values, rhs, transposed):
     """Solve A_m x_m = rhs[:, m] (A_m^T x_m with ``transposed``) for each of the LANES
     matrices m, in place. ``values`` is :func:`factor`'s result; ``rhs`` is (n, LANES)
@@ -243,7 +241,7 @@ def _symbolic(rows, columns, n, max_updates=None):
     return ptr, neighbours
 
 
-@_jit
+@jit
 def _slot(ptr, neighbours, i, j):
     """The value slot of position (i, j) of the filled pattern (positions in the order),
     or -1 where the pattern has no entry.
@@ -258,7 +256,7 @@ def _slot(ptr, neighbours, i, j):
     return n + t if i > j else n + fill + t
 
 
-@_jit
+@jit
 def _slots(ptr, neighbours, i, j):
     out = np.empty(i.size, np.int64)
     for e in range(i.size):
@@ -266,7 +264,7 @@ def _slots(ptr, neighbours, i, j):
     return out
 
 
-@_jit
+@jit
 def _update_targets(ptr, neighbours):
     """The slot of each update L(a, k) U(k, b) -> (a, b), a and b over k's neighbours."""
     sizes = ptr[1:] - ptr[:-1]

@@ -15,11 +15,12 @@ row in one cache line. Products and differences round as the scalar ones do (no 
 multiply-add), so each lane is bit for bit the scalar result.
 """
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
+
+from ._jit import inline_jit, jit
 
 __all__ = [
     "LANES",
@@ -162,7 +163,7 @@ subtract_product = _two_operands(
 subtract_product.__doc__ = "out[i] -= left[j] * right[k]"
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@inline_jit
 def empty(shape):
     """An uninitialised float64 array of shape ``shape + (LANES,)`` (``shape`` a tuple of
     ints) whose rows each fill one cache line.
@@ -182,7 +183,7 @@ def empty(shape):
     return buffer[skip : skip + size].reshape(shape + (LANES,))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@inline_jit
 def full(shape, value):
     """:func:`empty`, every entry ``value``."""
     array = empty(shape)
@@ -190,7 +191,7 @@ def full(shape, value):
     return array
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def require_lanes(array):
     """Raise ValueError unless ``array`` has LANES columns (its rows are whole vectors)."""
     if array.shape[1] != LANES:

@@ -37,14 +37,14 @@ import threading
 from typing import NamedTuple
 
 import llvmlite.binding
-import numba
 import numpy as np
 from numba import types
 from numba.extending import get_cython_function_address
 
+from ._jit import jit
+
 __all__ = ["Analysis", "factor", "solve", "one_blas_thread"]
 
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 #: Connected parts up to this many vertices are not split: their front is dense.
 LEAF_VERTICES = 32
@@ -151,7 +151,7 @@ class Analysis(NamedTuple):
         return float(np.sum(2.0 / 3.0 * ((k + b) ** 3 - b**3) - (k + b) ** 2 + b**2))
 
 
-@_jit
+@jit
 def factor(analysis, values, row_sums, factors):
     """Write the LU factors of the matrix with ``values`` (float64, one per entry of the
     pattern, in its order) into ``factors`` (float64, ``analysis.n_factors``).
@@ -200,7 +200,7 @@ def factor(analysis, values, row_sums, factors):
             top += b + 1
 
 
-@_jit
+@jit
 def solve(analysis, factors, rhs, transposed):
     """Solve A x = rhs (A^T x = rhs with ``transposed``) in place; ``rhs`` is float64 (n,)
     in the original order and ``factors`` is :func:`factor`'s result.
@@ -256,7 +256,7 @@ def solve(analysis, factors, rhs, transposed):
         rhs[v] = x[order[v]]
 
 
-@_jit
+@jit
 def _node_factors(analysis, factors, t):
     """Node t's (first pivot position, pivot count k, boundary, its k x f rows of U, its
     b x k block L_BK), views into ``factors``.
@@ -274,7 +274,7 @@ def _node_factors(analysis, factors, t):
 # The numeric factorisation: a front's assembly and its dense elimination.
 
 
-@_jit
+@jit
 def _extend_add(analysis, t, stack, top, front):
     """Add the update matrices of t's children (the top of the stack, in order; b x (b + 1)
     each, their row sums last) into ``front``; return the stack's new top (where they
@@ -299,7 +299,7 @@ def _extend_add(analysis, t, stack, top, front):
     return top
 
 
-@_jit
+@jit
 def _eliminate(front, k, carried, parameters):
     """Eliminate the first k pivots of the C-contiguous f x (f + 1) ``front`` in place: L
     below the diagonal of its first k columns, U in its first k rows, and the Schur
@@ -429,7 +429,7 @@ def _local_thread_setter():
 _ONE_BLAS_THREAD = _OneBlasThread(_local_thread_setter())
 
 
-@_jit
+@jit
 def _blas_parameters():
     """The by-reference arguments of the BLAS calls: the characters N, U, R; four int32
     sizes; the scalars -1 and 1. The caller keeps them alive across the calls.
@@ -441,7 +441,7 @@ def _blas_parameters():
     )
 
 
-@_jit
+@jit
 def _schur_update(front, first, last, parameters):
     """front[last:, last:] -= front[last:, first:last] @ front[first:last, last:]."""
     chars, sizes, scalars = parameters
@@ -457,7 +457,7 @@ def _schur_update(front, first, last, parameters):
     )  # fmt: skip
 
 
-@_jit
+@jit
 def _triangular_solve(front, first, last, parameters):
     """front[first:last, last:] = L^-1 front[first:last, last:], L the unit lower triangle
     of front[first:last, first:last].
@@ -476,13 +476,13 @@ def _triangular_solve(front, first, last, parameters):
     )  # fmt: skip
 
 
-@_jit
+@jit
 def _int_addresses(sizes):
     base = sizes.ctypes.data
     return base, base + 4, base + 8, base + 12
 
 
-@_jit
+@jit
 def _address(front, i, j):
     return front.ctypes.data + (i * front.shape[1] + j) * 8
 
@@ -491,7 +491,7 @@ def _address(front, i, j):
 # The analysis.
 
 
-@_jit
+@jit
 def _adjacency(rows, columns, n):
     """CSR of the graph of A + A^T, without self-loops or repeats, neighbours ascending."""
     # Each off-diagonal entry both ways; a diagonal one goes to no vertex (key -1).
@@ -518,7 +518,7 @@ def _adjacency(rows, columns, n):
     return ptr, neighbours[:kept].copy()
 
 
-@_jit
+@jit
 def _nested_dissection(adjacency_ptr, adjacency, leaf):
     """(order, node_ptr, parent) of the separator tree, nodes numbered children first.
 
@@ -575,7 +575,7 @@ def _nested_dissection(adjacency_ptr, adjacency, leaf):
     return _postorder(node_vertices, node_start[: n_nodes + 1], node_parent[:n_nodes])
 
 
-@_jit
+@jit
 def _search(adjacency_ptr, adjacency, part_of, part, root, level, out, tail):
     """Breadth-first search from ``root`` through vertices of ``part``: the vertices in
     out[tail:new_tail] in order of distance, their distance in ``level``; returns
@@ -602,7 +602,7 @@ def _search(adjacency_ptr, adjacency, part_of, part, root, level, out, tail):
     return head, tail
 
 
-@_jit
+@jit
 def _separate(adjacency_ptr, adjacency, part_of, part, level, scratch, head, tail):
     """Reorder the connected component scratch[head:tail] (vertices of ``part``) so that
     a separator comes last; return where it starts.
@@ -651,7 +651,7 @@ def _separate(adjacency_ptr, adjacency, part_of, part, level, scratch, head, tai
     return rest
 
 
-@_jit
+@jit
 def _postorder(node_vertices, node_start, node_parent):
     """Renumber nodes children first (depth-first postorder); return (order, node_ptr,
     parent) in the new numbering.
@@ -693,13 +693,13 @@ def _postorder(node_vertices, node_start, node_parent):
     return order, node_ptr, parent
 
 
-@_jit
+@jit
 def _children(parent):
     """(child_ptr, children): each node's children, ascending (roots have parent -1)."""
     return _buckets(parent, parent.size)
 
 
-@_jit
+@jit
 def _buckets(keys, n_buckets):
     """(ptr, members): the indices e with keys[e] = b, ascending, at members[ptr[b] :
     ptr[b + 1]] (a stable counting sort); an index with a negative key is in no bucket.
@@ -719,7 +719,7 @@ def _buckets(keys, n_buckets):
     return ptr, members
 
 
-@_jit
+@jit
 def _boundaries(adjacency_ptr, adjacency, order, node_ptr, child_ptr, children, parent):
     """(boundary_ptr, boundary, in_parent): each node's boundary B_t, ascending, and where
     its members lie in the parent's front.
@@ -770,7 +770,7 @@ def _boundaries(adjacency_ptr, adjacency, order, node_ptr, child_ptr, children, 
     return boundary_ptr, boundary, in_parent
 
 
-@_jit
+@jit
 def _grown(array, size):
     """``array``, or a copy twice as large when it holds fewer than ``size`` values."""
     if size <= array.size:
@@ -780,7 +780,7 @@ def _grown(array, size):
     return bigger
 
 
-@_jit
+@jit
 def _entry_places(i, j, node_ptr, boundary_ptr, boundary):
     """(entry_ptr, entries, places): the entries each node owns (the node whose pivots
     include the earlier of the entry's two positions) and their places in its front.
@@ -805,7 +805,7 @@ def _entry_places(i, j, node_ptr, boundary_ptr, boundary):
     return entry_ptr, entries, places
 
 
-@_jit
+@jit
 def _sizes(node_ptr, boundary_ptr, child_ptr, children):
     """(factor_ptr, largest front order, most stack space in use)."""
     n_nodes = node_ptr.size - 1

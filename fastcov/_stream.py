@@ -23,18 +23,17 @@ calls :func:`fence` after its last streaming store, before the caller may read t
 import ctypes
 import mmap
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
+from ._jit import jit
+
 __all__ = ["fence", "in_memory", "line_states", "states_to_line", "store", "store_lines"]
 
 #: Bytes of one cache line: each streaming store writes one whole line.
 LINE_BYTES = 64
-
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 def in_memory(array):
@@ -58,7 +57,7 @@ def in_memory(array):
     return True
 
 
-@_jit
+@jit
 def store(values, out):
     """out[:] = values with streaming stores (out's dtype, rounded once where float32).
 
@@ -80,7 +79,7 @@ def store(values, out):
         out[k] = values[k]
 
 
-@_jit
+@jit
 def line_states(rows):
     """States in a 64-byte line of ``rows`` (a 2-D C-contiguous float32 or float64 array)
     where all its rows start at the same place within a line (the row stride is whole
@@ -92,7 +91,7 @@ def line_states(rows):
     return LINE_BYTES // rows.itemsize
 
 
-@_jit
+@jit
 def states_to_line(rows, column):
     """States from ``column`` to the first line boundary at or after it in the rows of a
     :func:`line_states` array, or in a 1-D array aligned to its items (0 to one line less
@@ -102,7 +101,7 @@ def states_to_line(rows, column):
     return (LINE_BYTES - offset) % LINE_BYTES // rows.itemsize
 
 
-@_jit
+@jit
 def store_lines(tile, rows, column):
     """rows[:, column : column + W] = tile, W = tile.shape[1], with streaming stores.
 

@@ -27,13 +27,11 @@ log E) for E moves. (Rounds of contractions of every cycle at once, in NumPy, to
 rounds and 4.2 s on a 100 x 100 grid of random logits; this, 0.005 to 0.013 s.)
 """
 
-import numba
 import numpy as np
 
-__all__ = ["heaviest_tree_roots"]
+from ._jit import inline_jit, jit
 
-_jit = numba.njit(cache=True, nogil=True)
-_inline_jit = numba.njit(cache=True, nogil=True, inline="always")
+__all__ = ["heaviest_tree_roots"]
 
 
 def heaviest_tree_roots(sources, targets, probabilities, n):
@@ -65,7 +63,7 @@ def heaviest_tree_roots(sources, targets, probabilities, n):
     )
 
 
-@_jit
+@jit
 def _roots(n, sources, targets, costs):
     m = costs.size
     heaps = np.empty(m, _HEAP)
@@ -121,7 +119,7 @@ def _roots(n, sources, targets, costs):
     return np.array(roots, dtype=np.int64)
 
 
-@_inline_jit
+@inline_jit
 def _find(node, vertex):
     """The node ``vertex`` is in, halving the paths on the way."""
     while node[vertex] != vertex:
@@ -141,7 +139,7 @@ _HEAP = np.dtype(
 )
 
 
-@_inline_jit
+@inline_jit
 def _add(heaps, heap, amount):
     """Add ``amount`` to the cost of every move of ``heap``."""
     if heap >= 0:
@@ -149,14 +147,14 @@ def _add(heaps, heap, amount):
         heaps[heap].pending += amount
 
 
-@_inline_jit
+@inline_jit
 def _pop(heaps, heap):
     """The heap less its root move."""
     _pass_down(heaps, heap)
     return _meld(heaps, heaps[heap].left, heaps[heap].right)
 
 
-@_inline_jit
+@inline_jit
 def _meld(heaps, a, b):
     """The union of heaps ``a`` and ``b``: down the right spines, each step swapping the
     children (the skew heap's amortised O(log n)).
@@ -179,7 +177,7 @@ def _meld(heaps, a, b):
         a = rest
 
 
-@_inline_jit
+@inline_jit
 def _pass_down(heaps, move):
     amount = heaps[move].pending
     if amount != 0.0:

@@ -21,11 +21,12 @@ smallest normal number round once, into a subnormal. x > 709.78 gives +inf, x < 
 gives 0, NaN gives NaN.
 """
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
+
+from ._jit import inline_jit
 
 _LN2_HI = 6.93147180369123816490e-01  # high 32 bits of log(2); k * _LN2_HI is exact
 _LN2_LO = 1.90821492927058770002e-10
@@ -60,7 +61,7 @@ _LOG_BIAS = np.uint64(1023)  # the exponent's bias
 _LOG_BIAS_SCALED = np.uint64(1023 + 54)  # and the 2^54 that scaled a subnormal x
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@inline_jit
 def log(x):
     """Natural logarithm of a float64 ``x``, branch-free, error below 1 ulp (fdlibm)."""
     subnormal = x < _SMALLEST_NORMAL
@@ -95,7 +96,7 @@ def log(x):
     return result
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@inline_jit
 def exp(x):
     """e^x for a float64 ``x``, branch-free, error below 1 ulp (fdlibm)."""
     # Clamped, the reduction stays finite and k small; the range tests pick the result.
@@ -120,7 +121,7 @@ def exp(x):
     return result if x == x else x
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@inline_jit
 def _power_of_two(k):
     """2.0 ** k for -1022 <= k <= 1023, from its exponent bits."""
     return _bits_float(np.uint64(k + 1023) << np.uint64(_EXPONENT_SHIFT))

@@ -58,8 +58,8 @@ from numba.extending import overload
 
 from . import _config, _interleave, _stack, _stream, _vmath
 from ._errors import InvalidValues
+from ._jit import jit, jit_with
 
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 # prange alone: NumPy calls in a kernel (its small np.zeros, .sum()) stay serial code, not
 # parallel regions of their own, each a thread launch at every call and a gufunc to
 # compile (about 1.7 s for each parallel kernel). A ParallelOptions, not the dict it is
@@ -71,10 +71,10 @@ _PRANGE_ONLY = ParallelOptions(
         + ("stencil", "fusion")
     }
 )
-_parallel_jit = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=_PRANGE_ONLY)
+_parallel_jit = jit_with(parallel=_PRANGE_ONLY)
 # Reassociation only (no nnan/ninf): lets a block's sum use several SIMD accumulators. The
 # order is fixed by the compiled code, so the result is still the same on every call.
-_sum_jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+_sum_jit = jit_with(fastmath={"reassoc"})
 
 # What the sweep writes: nothing (J only), mu(s), c(s) or g.
 _WRITE_NOTHING, _WRITE_COVERAGE, _WRITE_WEIGHTS, _WRITE_GRADIENT = 0, 1, 2, 3
@@ -153,7 +153,7 @@ def partition(n_agents):
     return group, _config.block_states(n_agents), _config.MAX_CHUNKS
 
 
-@_jit
+@jit
 def gradient_on_this_thread(mu, eps, g, group, block):
     """``value_and_grad``'s sweep for compiled callers (the patrol step), on the calling
     thread: g (float64, (N, S)) written straight from float64 ``mu``, the same blocks in
@@ -358,24 +358,24 @@ def _raise_if_bad(bad, array):
 # it owns its scratch (``_scratch``) and walks its blocks in order.
 
 
-@_jit
+@jit
 def _chunking(n_states, block, max_chunks):
     n_blocks = (n_states + block - 1) // block
     return n_blocks, min(n_blocks, max_chunks)
 
 
-@_jit
+@jit
 def _chunk_blocks(chunk, n_chunks, n_blocks):
     return chunk * n_blocks // n_chunks, (chunk + 1) * n_blocks // n_chunks
 
 
-@_jit
+@jit
 def _padded_agents(mu):
     """N rounded up to whole groups (one group for N = 0)."""
     return _last_group(mu) + _GROUP
 
 
-@_jit
+@jit
 def _scratch(mu, block, g_in_block):
     """A chunk's scratch: float64 rows (m, q, log_m or the J terms, r or a streamed
     c(s)), a float64 g block with a row per agent, padding agents included, and the padded
@@ -429,7 +429,7 @@ def _sweep_kernel(mu, eps, what, states_out, grad_out, stream, group, block, max
 _FIRST = np.int64(0)
 
 
-@_jit
+@jit
 def _sweep_on_this_thread(mu, eps, what, states_out, grad_out, stream, group, block, max_chunks):
     """:func:`_sweep_kernel` as one chunk, on the calling thread: the same bits whatever
     the kernel's chunk count, as each block's results are its own.
@@ -444,7 +444,7 @@ def _sweep_on_this_thread(mu, eps, what, states_out, grad_out, stream, group, bl
     return partials, bad
 
 
-@_jit
+@jit
 def _sweep_blocks(mu, eps, what, states_out, grad_out, stream, group, block, first, last, partials):
     """The sweep over blocks first .. last - 1 (one chunk's), with its own scratch: their
     J partials into ``partials``; returns their count of states with a value outside [0, 1].
@@ -510,7 +510,7 @@ def _policy_gradient_kernel(mu, dmu, eps, check, group, block, max_chunks):
     return partials, bad_mu.sum(), bad_dmu.sum()
 
 
-@_jit
+@jit
 def _policy_gradient_on_this_thread(mu, dmu, eps, check, group, block, max_chunks):
     """:func:`_policy_gradient_kernel`'s chunks one after another, on the calling thread,
     each into its own partials as there: the same sums, so the same bits.
@@ -528,7 +528,7 @@ def _policy_gradient_on_this_thread(mu, dmu, eps, check, group, block, max_chunk
     return partials, bad_mu, bad_dmu
 
 
-@_jit
+@jit
 def _policy_gradient_blocks(mu, dmu, eps, check, group, block, first, last, partials):
     """Blocks first .. last - 1 (one chunk's) of the policy gradient, with their own
     scratch, added into ``partials`` (N, P); returns the counts of bad values in mu and
@@ -614,7 +614,7 @@ def _float64_rows_typed(g, g_block):
     return lambda g, g_block: (g_block, False)
 
 
-@_jit
+@jit
 def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
     """``_gradient`` for N > 8, g float64: the groups chained through work's rows."""
     n = s1 - s0
@@ -635,7 +635,7 @@ def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
     return block_entropy, bad
 
 
-@_jit
+@jit
 def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out, stream):
     """Write ``what`` (mu(s) or c(s)) into out[s0:s1], with streaming stores where
     ``stream``; return (the block's J, bad count), J only for _WRITE_NOTHING (0 else:
@@ -693,7 +693,7 @@ def _coverage_steps_typed(mu, s0, s1, work, g_block, padded, group, with_log):
     return _one_group_coverage_steps if len(group.types) < _GROUP else _any_size_coverage_steps
 
 
-@_jit
+@jit
 def _forward(mu, s0, s1, work, prefix, prefix_s0, prefix_block, padded):
     """Set work's rows m = mu(s), q = 1 - mu(s) over the block, leaving the exclusive
     prefix products where g goes; return the count of states with a value outside [0, 1].
@@ -716,7 +716,7 @@ def _forward(mu, s0, s1, work, prefix, prefix_s0, prefix_block, padded):
     return bad
 
 
-@_jit
+@jit
 def _one_group_states(src, src_s0, m, q, log_m, group, with_log):
     """Steps 1 and 2 for one group of ``len(group)`` (a compile-time constant) agents, one
     state at a time, into the rows m, q and (``with_log``) log_m; return the count of
@@ -741,7 +741,7 @@ def _one_group_states(src, src_s0, m, q, log_m, group, with_log):
     return bad
 
 
-@_jit
+@jit
 def _one_group(src, src_s0, dst, dst_s0, terms, eps, log_eps, group, streamed):
     """All three steps for one group of ``len(group)`` (a compile-time constant) agents,
     one state at a time; the J terms go to ``terms`` (a reduction in this loop would keep
@@ -793,7 +793,7 @@ def _one_group(src, src_s0, dst, dst_s0, terms, eps, log_eps, group, streamed):
     return bad
 
 
-@_jit
+@jit
 def _single_group(mu, s0, s1, eps, work, g, g_s0, group, stream):
     """``_gradient`` for N = len(group) <= 8 agents, a compile-time constant.
 
@@ -833,7 +833,7 @@ def _tiles_typed(g, group, stream, tiled):
     return lambda g, group, stream, tiled: None
 
 
-@_jit
+@jit
 def _unpad(mu, n, g, g_s0, g_block):
     """Copy a padded last group's g, which ``_group`` sent to ``g_block``, into the
     caller's ``g`` (N rows; ``g_block`` itself has the padding rows too and needs nothing).
@@ -844,13 +844,13 @@ def _unpad(mu, n, g, g_s0, g_block):
             _store(g_block[i, :n], g[i, g_s0 : g_s0 + n])
 
 
-@_jit
+@jit
 def _last_group(mu):
     """First agent of the last group (0 for N = 0: one group of padding)."""
     return max(mu.shape[0] - 1, 0) // _GROUP * _GROUP
 
 
-@_jit
+@jit
 def _group(mu, first, size, s0, s1, padded, g, g_s0, g_block):
     """(mu rows, their first column, g rows, their first column) for agents first ..
     first + size - 1 over the block: views when the group is whole, else ``padded``
@@ -871,7 +871,7 @@ def _group(mu, first, size, s0, s1, padded, g, g_s0, g_block):
 # over states and unrolls the loops over agents.
 
 
-@_jit
+@jit
 def _forward_state(src, column, prefix, prefix_column, q, m, size):
     """Step 1 for the state in src's ``column``, its prefix products into prefix's
     ``prefix_column``: return (q, m, whether a value is outside [0, 1]).
@@ -893,7 +893,7 @@ def _forward_state(src, column, prefix, prefix_column, q, m, size):
     return q, m, not inside
 
 
-@_jit
+@jit
 def _backward_state(src, column, prefix, prefix_column, dst, dst_column, r, size):
     """Step 3 for the state in src's ``column``, last agent first: g into dst's
     ``dst_column`` (which may be the prefix's own place); return the suffix product.
@@ -905,7 +905,7 @@ def _backward_state(src, column, prefix, prefix_column, dst, dst_column, r, size
     return r
 
 
-@_jit
+@jit
 def _log_mu(m, q):
     """Return log mu(s) from m = mu(s) and q = 1 - mu(s), each with full relative accuracy.
 
@@ -926,13 +926,13 @@ def _log_mu(m, q):
     return _vmath.log(u) + correction
 
 
-@_jit
+@jit
 def _entropy_term(m, log_m):
     """-mu(s) log mu(s), with 0 log 0 = 0."""
     return -m * log_m if m > 0.0 else 0.0
 
 
-@_jit
+@jit
 def _log_coverage(m, q, log_m):
     """Fill log mu(s)."""
     for s in range(m.size):
@@ -955,18 +955,18 @@ def _sum(values):
     return total
 
 
-@_jit
+@jit
 def _log_eps(eps):
     return math.log(eps) if eps > 0.0 else -np.inf
 
 
-@_jit
+@jit
 def _log_weight(m, log_m, eps, log_eps):
     """Return log max(mu(s), eps) + 1: eps clamps the weights' log only, never J."""
     return (log_eps if m < eps else log_m) + 1.0
 
 
-@_jit
+@jit
 def _weights(m, q, log_m, eps, out):
     """c(s) = (log max(mu(s), eps) + 1) q(s)."""
     log_eps = _log_eps(eps)
@@ -974,13 +974,13 @@ def _weights(m, q, log_m, eps, out):
         out[s] = _log_weight(m[s], log_m[s], eps, log_eps) * q[s]
 
 
-@_jit
+@jit
 def _store(values, out):
     for s in range(values.size):
         out[s] = values[s]
 
 
-@_jit
+@jit
 def _contract_along_parameters(g, dmu, check, acc):
     """acc[p] += sum_s g[s] dmu[s, p], state by state, each a loop along dmu's row;
     return the count of non-finite dmu entries (0 unless ``check``).
@@ -995,7 +995,7 @@ def _contract_along_parameters(g, dmu, check, acc):
     return bad
 
 
-@_jit
+@jit
 def _contract_interleaved(g, dmu, check, lanes, acc):
     """:func:`_contract_along_parameters` for P <= _interleave.MAX_PARAMETERS: whole steps
     of 8 states as SIMD operations (:func:`_interleave.accumulate`, whose lanes are added
@@ -1016,7 +1016,7 @@ def _contract_interleaved(g, dmu, check, lanes, acc):
     return bad + _contract_along_parameters(g[stepped:], dmu[stepped:], check, acc)
 
 
-@_jit
+@jit
 def _count_not_finite(values):
     bad = 0
     for x in values.ravel():

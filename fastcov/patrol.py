@@ -72,6 +72,7 @@ import numba
 import numpy as np
 
 from . import _checks, _elimination, _lanes, _multifrontal, _trees, _vmath, api, cpu
+from ._jit import inline_jit, jit
 from .graph import BUNDLED, Graph
 
 __all__ = [
@@ -86,13 +87,6 @@ __all__ = [
 
 SCHEDULES = ("simultaneous", "one-at-a-time")
 OPTIMIZERS = ("adam", "plain")
-
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-# The step's small helpers go into their callers as Numba IR, not compiled apart: each
-# function compiled on its own costs its own typing and LLVM module (fastcov demo's
-# compiling, in an empty cache on a 2-core Zen 3: 29.8 -> 28.6 s, medians of 5 runs;
-# the step's time the same).
-_inline_jit = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -560,7 +554,7 @@ _REGROUND = -3
 _GROUND_ERROR = 1e-8
 
 
-@_inline_jit
+@inline_jit
 def _ground_loses_digits(mu, h, gradient, n_edges, count, out):
     """Set out[m], m < count: whether robot m's adjoint ``h``, grounded at vertex 0, left
     its ``gradient`` (dJ/dtheta) less accurate than _GROUND_ERROR, or not finite (``mu``,
@@ -593,7 +587,7 @@ def _ground_loses_digits(mu, h, gradient, n_edges, count, out):
         )
 
 
-@_jit
+@jit
 def _grounds_losing_digits(mu, h, grad):
     """:func:`_ground_loses_digits` for rows of robots (mu, h (N, n), grad (N, n_edges)):
     a flag a robot.
@@ -634,7 +628,7 @@ _GROUNDS_TRIED = 3
 _LEAST_SHARE = float(np.nextafter(0.0, 1.0))
 
 
-@_jit
+@jit
 def _planned_step(
     order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, logits, floor, scale,
     eps, group, block,
@@ -685,7 +679,7 @@ def _planned_step(
     return partials, status, grad, mu, probabilities
 
 
-@_jit
+@jit
 def _planned_adjoints(
     order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, probabilities, mu,
     g, h, bound,
@@ -713,7 +707,7 @@ def _planned_adjoints(
         bound[first:last, 0] = 0.0
 
 
-@_jit
+@jit
 def _planned_mu(
     order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, logits, floor, scale,
     mu, probabilities,
@@ -727,7 +721,7 @@ def _planned_mu(
     )[3]
 
 
-@_inline_jit
+@inline_jit
 def _planned_chains(
     plan, slots, kept_edges, indptr, indices, logits, floor, scale, mu, probabilities
 ):
@@ -762,7 +756,7 @@ def _planned_chains(
     return softmax, values, mu_lanes, -1
 
 
-@_jit
+@jit
 def _planned_measures(
     order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, probabilities, x
 ):  # fmt: skip
@@ -956,7 +950,7 @@ def _keep_progress(error, step, result):
         )
 
 
-@_jit
+@jit
 def _adam(theta, first_moment, second_moment, updates, grad, learning_rate):
     """One Adam ascent step, in place, for the robots (rows) given; ``updates`` counts each
     robot's steps (its bias correction). The operations and their order are the
@@ -1126,7 +1120,7 @@ def _too_extreme(robot, probabilities, what):
     )
 
 
-@_jit
+@jit
 def _planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities, values, mu):
     """Factor the A_i of LANES robots by the plan into ``values`` (n_slots, LANES), a robot
     a lane, and set their stationary distributions ``mu`` (n + 1, LANES).
@@ -1144,7 +1138,7 @@ def _planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities,
     _normalise(x, mu)
 
 
-@_inline_jit
+@inline_jit
 def _planned_measure(plan, slots, kept_edges, indptr, indices, probabilities, values, x):
     """:func:`_planned_stationary` up to its last step: the factors, and in ``x`` (n,
     LANES) the stationary measure with vertex 0's share 1, vertex 0 left out.
@@ -1154,7 +1148,7 @@ def _planned_measure(plan, slots, kept_edges, indptr, indices, probabilities, va
     _elimination.solve(plan, values, x, True)
 
 
-@_inline_jit
+@inline_jit
 def _planned_factor(plan, slots, kept_edges, indptr, indices, probabilities, values):
     """Assemble the A_i of LANES robots (edge ``probabilities`` in lanes) into ``values``
     and factor them by the plan, with the pivots from A's row sums.
@@ -1175,7 +1169,7 @@ def _planned_factor(plan, slots, kept_edges, indptr, indices, probabilities, val
     _elimination.factor(plan, values, to_first)
 
 
-@_jit
+@jit
 def _planned_adjoint(plan, values, g, mu, h):
     """Set the adjoint h (n + 1, LANES), h[0] = 0, of up to LANES robots (rows of ``g``
     and ``mu``; spare lanes 0) from their lanes of the plan's factors.
@@ -1193,7 +1187,7 @@ def _planned_adjoint(plan, values, g, mu, h):
 # multifrontal LU's one robot is one column).
 
 
-@_inline_jit
+@inline_jit
 def _from_first(indptr, indices, probabilities, x):
     """Set x = P(0, .) without vertex 0 (a row per vertex, a column per robot; 0 where
     vertex 0 has no edge): the right-hand side of A^T x = P(0, .). ``probabilities`` has
@@ -1206,7 +1200,7 @@ def _from_first(indptr, indices, probabilities, x):
                 x[indices[e] - 1, robot] = probabilities[e, robot]
 
 
-@_inline_jit
+@inline_jit
 def _centred(g, mu, x):
     """x[:, robot] = g - (mu . g) 1 without vertex 0: the Poisson equation's right side
     (``g`` and ``mu`` a row per robot).
@@ -1217,7 +1211,7 @@ def _centred(g, mu, x):
             x[v, robot] = g[robot, v + 1] - mean
 
 
-@_inline_jit
+@inline_jit
 def _magnitudes(g, mu, x):
     """x[:, robot] = |g| + |mu . g| without vertex 0: a bound on the Poisson equation's
     right side and on its rounding (``g`` and ``mu`` a row per robot).
@@ -1228,7 +1222,7 @@ def _magnitudes(g, mu, x):
             x[v, robot] = abs(g[robot, v + 1]) + abs(mean)
 
 
-@_inline_jit
+@inline_jit
 def _mean(g, mu, robot):
     """The mean of g under mu (mu . g) of row ``robot``, its vertices in order."""
     mean = 0.0
@@ -1237,7 +1231,7 @@ def _mean(g, mu, robot):
     return mean
 
 
-@_inline_jit
+@inline_jit
 def _normalise(x, mu):
     """mu[:, robot] = (1, x[:, robot]) / its sum, clipped to [0, 1] against round-off:
     with x_0 = 1 the solution of A^T x = P(0, .) is the chain's stationary measure. The
@@ -1385,7 +1379,7 @@ def _rows(array):
     return array.reshape(-1, array.shape[-1])
 
 
-@_jit
+@jit
 def _softmax(indptr, logits, out):
     """out[i, e] = exp(logits[i, e]) / sum of exp(logits[i, e']) over the edges e' out of
     e's source, for rows of robots: LANES robots at a time, in blocks of whole vertices'
@@ -1403,7 +1397,7 @@ def _softmax(indptr, logits, out):
             start = stop
 
 
-@_jit
+@jit
 def _softmax_lanes(indptr, start, stop, work):
     """The softmax of the logits of vertices start .. stop - 1 in ``work``, in place: a row
     per edge from vertex ``start``'s first, a robot a lane, so that each step over a
@@ -1426,7 +1420,7 @@ def _softmax_lanes(indptr, start, stop, work):
 _SOFTMAX_BLOCK_EDGES = 1 << 12
 
 
-@_inline_jit
+@inline_jit
 def _block_edges(indptr, n_edges):
     """Rows of lanes for a block of whole vertices' edges: _SOFTMAX_BLOCK_EDGES, or the
     largest out-degree where it is more, or all edges where they are fewer.
@@ -1437,7 +1431,7 @@ def _block_edges(indptr, n_edges):
     return min(n_edges, max(_SOFTMAX_BLOCK_EDGES, largest_degree))
 
 
-@_inline_jit
+@inline_jit
 def _block_stop(indptr, start, capacity):
     """The end of the block of vertices from ``start`` whose edges fit ``capacity`` rows
     (at least one vertex).
@@ -1448,7 +1442,7 @@ def _block_stop(indptr, start, capacity):
     return stop
 
 
-@_inline_jit
+@inline_jit
 def _into_lanes(rows, first, start, count, lanes):
     """lanes[k, m] = rows[first + m, start + k] for k < count; lanes past the last row
     repeat it (so that every lane holds a real robot's numbers).
@@ -1459,7 +1453,7 @@ def _into_lanes(rows, first, start, count, lanes):
             lanes[k, m] = rows[min(first + m, last), start + k]
 
 
-@_inline_jit
+@inline_jit
 def _out_of_lanes(lanes, count, first, start, rows):
     """rows[first + m, start + k] = lanes[k, m] for k < count, for the rows there are."""
     for m in range(min(_lanes.LANES, rows.shape[0] - first)):
@@ -1467,7 +1461,7 @@ def _out_of_lanes(lanes, count, first, start, rows):
             rows[first + m, start + k] = lanes[k, m]
 
 
-@_inline_jit
+@inline_jit
 def _floored(softmax, scale, floor, out):
     """Set out = softmax (1 - d(s) floor) + floor, edge by edge (``scale``: one an edge)."""
     for e in range(softmax.shape[0]):
@@ -1475,7 +1469,7 @@ def _floored(softmax, scale, floor, out):
             out[e, m] = softmax[e, m] * scale[e] + floor
 
 
-@_jit
+@jit
 def _each_vertex(indptr, start, stop, work, vertex, largest):
     """For each vertex s in [start, stop), whose edges' rows of ``work`` begin at row 0
     with vertex ``start``'s: those rows less their largest (``largest``), or over their sum
@@ -1500,7 +1494,7 @@ def _each_vertex(indptr, start, stop, work, vertex, largest):
                 _lanes.multiply(work, e, vertex, 0)
 
 
-@_jit
+@jit
 def _chain_rule(indptr, indices, probabilities, mu, h, out):
     """:func:`_chain_rule_lanes` for rows of robots: LANES robots at a time, in blocks of
     whole vertices' edges.
@@ -1522,7 +1516,7 @@ def _chain_rule(indptr, indices, probabilities, mu, h, out):
             start = stop
 
 
-@_jit
+@jit
 def _chain_rule_lanes(indptr, indices, start, stop, probabilities, mu, h, out):
     """For edge e out of s, with G_e = mu(s) h(target of e):
     dJ/dtheta[e] = P(e) (G_e - sum_{e' out of s} P(e') G_e'),
@@ -1619,7 +1613,7 @@ def _require_finite(logits):
         raise ValueError(f"logits[{position}] = {logits[bad]} is not finite")
 
 
-@_inline_jit
+@inline_jit
 def _all_finite(rows):
     """Whether every entry of the 2-D ``rows`` is finite (compiled: NumPy's isfinite and
     all took 1 µs of a 30 µs step on MUSEUM).

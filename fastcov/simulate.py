@@ -13,10 +13,10 @@ vertex together on a directed cycle are always together.
 
 import dataclasses
 
-import numba
 import numpy as np
 
 from . import _checks, patrol
+from ._jit import jit
 
 __all__ = ["simulate", "Simulation"]
 
@@ -131,7 +131,7 @@ def _start_positions(graph, start, n_robots):
     return positions.astype(np.int64)
 
 
-@numba.njit(cache=True, nogil=True)
+@jit
 def _walk(
     indptr, indices, probabilities, uniforms, first, positions, visits, covered, last_covered
 ):
