@@ -88,3 +88,25 @@ def hard_inputs(n_agents, n_states, seed, dtype=np.float64):
     )
     mu[:, kinds == 5] = 0.0  # uncovered states: mu(s) = 0
     return mu.astype(dtype)
+
+
+@pytest.fixture
+def patrol_step_failing_at(monkeypatch):
+    """``install(call, message)``: make the patrol team step that training takes raise
+    FloatingPointError(message) at its ``call``-th call (from 1), as a step does where
+    training drove the probabilities too far apart.
+    """
+    from fastcov import patrol
+
+    def install(call, message):
+        step_of, calls = patrol._team_state, []
+
+        def step(*args):
+            calls.append(None)
+            if len(calls) == call:
+                raise FloatingPointError(message)
+            return step_of(*args)
+
+        monkeypatch.setattr(patrol, "_team_state", step)
+
+    return install

@@ -219,16 +219,10 @@ def test_a_figure_goes_to_the_path_given_in_the_format_of_its_extension(tmp_path
     assert sorted(path.name for path in tmp_path.iterdir()) == ["figure", "figure.PDF"]
 
 
-def test_training_driven_too_far_is_an_error_naming_its_step(tmp_path, capsys, monkeypatch):
-    step_of, calls = patrol._team_state, []
-
-    def fails_at_step_2(*args):
-        calls.append(None)
-        if len(calls) == 3:
-            raise FloatingPointError("probabilities too far apart")
-        return step_of(*args)
-
-    monkeypatch.setattr(patrol, "_team_state", fails_at_step_2)
+def test_training_driven_too_far_is_an_error_naming_its_step(
+    tmp_path, capsys, patrol_step_failing_at
+):
+    patrol_step_failing_at(3, "probabilities too far apart")  # step 2
     assert main(["demo", "--graph", "house", "-o", str(tmp_path / "x.png")]) == 1
     printed = capsys.readouterr()
     assert printed.err.startswith(

@@ -940,19 +940,10 @@ def test_training_stops_at_tolerance_and_on_callback():
 
 
 @pytest.mark.parametrize("schedule", patrol.SCHEDULES)
-def test_a_failed_step_keeps_the_training_before_it(monkeypatch, schedule):
+def test_a_failed_step_keeps_the_training_before_it(patrol_step_failing_at, schedule):
     g = graph.load("house")
     expected = patrol.train(g, 3, iterations=2, schedule=schedule)
-    step_of = patrol._team_state
-    calls = []
-
-    def fails_at_step_3(*args):
-        calls.append(None)
-        if len(calls) == 4:
-            raise FloatingPointError("too far apart")
-        return step_of(*args)
-
-    monkeypatch.setattr(patrol, "_team_state", fails_at_step_3)
+    patrol_step_failing_at(4, "too far apart")  # step 3
     with pytest.raises(FloatingPointError, match="too far apart") as caught:
         patrol.train(g, 3, iterations=10, schedule=schedule)
     kept = caught.value.result
@@ -964,11 +955,8 @@ def test_a_failed_step_keeps_the_training_before_it(monkeypatch, schedule):
         assert "up to step 2" in caught.value.__notes__[0]
 
 
-def test_a_first_step_that_fails_has_no_training_to_keep(monkeypatch):
-    def fails(*args):
-        raise FloatingPointError("too far apart")
-
-    monkeypatch.setattr(patrol, "_team_state", fails)
+def test_a_first_step_that_fails_has_no_training_to_keep(patrol_step_failing_at):
+    patrol_step_failing_at(1, "too far apart")
     with pytest.raises(FloatingPointError) as caught:
         patrol.train(graph.load("house"), 2)
     assert not hasattr(caught.value, "result")
