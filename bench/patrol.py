@@ -25,7 +25,7 @@ import numpy as np
 
 import fastcov
 from bench import measure
-from fastcov import graph, patrol
+from fastcov import _patterns, _policy, graph, patrol
 
 #: EM-Patroller, Fig. 3, read off the bar chart (log base unstated).
 PAPER = {("MUSEUM", 2): 7.86, ("MUSEUM", 3): 10.44, ("MUSEUM", 4): 12.46,
@@ -47,7 +47,7 @@ def dense_step(graph, logits):
     value, g = fastcov.value_and_grad(mu)
     grad = np.stack(
         [
-            patrol._softmax_chain_rule(graph, p, mu_i, -(inverse @ g_i))
+            _policy.softmax_chain_rule(graph, p, mu_i, -(inverse @ g_i))
             for p, mu_i, inverse, g_i in zip(probabilities, mu, inverses, g, strict=True)
         ]
     )
@@ -135,7 +135,7 @@ def scaling(widths, n_robots, dense_limit, repeat, torch_limit=1100):
     for g in cases:
         logits = np.random.default_rng(0).standard_normal((n_robots, g.n_edges))
         start = time.perf_counter()
-        patrol._pattern(g)
+        _patterns.pattern(g)
         setup = time.perf_counter() - start
         dense = None
         if g.n_vertices <= dense_limit:
@@ -160,7 +160,7 @@ def scaling(widths, n_robots, dense_limit, repeat, torch_limit=1100):
         rows.append(row)
         ratio = f"{dense / sparse:9.1f}" if dense else f"{'-':>9}"
         dense_text = f"{dense:10.4g}" if dense else f"{'-':>10}"
-        solver = "frontal" if patrol._pattern(g).plan is None else "plan"
+        solver = "frontal" if _patterns.pattern(g).plan is None else "plan"
         print(
             f"{g.name:14} {g.n_vertices:9d} {solver:>8} {setup:8.3g} {sparse:10.4g} "
             f"{dense_text} {ratio}"

@@ -26,7 +26,7 @@ DISPATCHERS = dict(_dispatchers())
 
 def test_the_package_has_compiled_functions_to_check():
     assert len(DISPATCHERS) > 50
-    assert "fastcov.patrol._planned_step" in DISPATCHERS
+    assert "fastcov._solvers.planned_step" in DISPATCHERS
     assert "fastcov._lanes.empty" in DISPATCHERS
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from m_matrices import leaky_chain, m_matrices, worst_relative_error_of_first_column
 
-from fastcov import _multifrontal, graph, patrol
+from fastcov import _multifrontal, _patterns, graph, patrol
 
 
 def _grid_pattern(width, height):
@@ -195,7 +195,7 @@ def test_a_threaded_step_leaves_the_blas_as_it_found_it():
     if getter is None or numba.get_num_threads() < 2:
         pytest.skip("no OpenBLAS thread count to read, or one thread")
     g = graph.grid(200, 200, stay=True)  # beyond an elimination plan: multifrontal
-    assert patrol._pattern(g).plan is None
+    assert _patterns.pattern(g).plan is None
     theta = np.random.default_rng(1).standard_normal((2, g.n_edges))
     before = getter()
     first = patrol.value_and_grad(g, theta)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastcov
-from fastcov import graph, patrol, simulate
+from fastcov import _grounds, _patterns, _policy, _solvers, graph, patrol, simulate
 from fastcov._lanes import LANES
 
 EPS = np.finfo(np.float64).eps
@@ -293,7 +293,7 @@ def _ring_and_hub():
     ring = [(v, (v + step) % n) for v in range(n) for step in (1, -1)]
     hub = [(0, v) for v in range(2, 5000)]
     g = graph.Graph.from_edges(ring + hub, directed=True)
-    assert g.n_edges > patrol._SOFTMAX_BLOCK_EDGES < g.largest_out_degree
+    assert g.n_edges > _policy._SOFTMAX_BLOCK_EDGES < g.largest_out_degree
     return g
 
 
@@ -323,7 +323,7 @@ def test_chain_rule_in_lanes_and_blocks_is_numpys(n_robots):
     G = mu[:, g.sources] * h[:, g.indices]
     mean = np.add.reduceat(p * G, g.indptr[:-1], axis=1)[:, g.sources]
     expected = p * (G - mean)
-    grad = patrol._softmax_chain_rule(g, p, mu, h)
+    grad = _policy.softmax_chain_rule(g, p, mu, h)
     np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-15 * np.abs(G).max())
 
 
@@ -363,9 +363,9 @@ def _solved_by(solver, g, monkeypatch):
     (what every graph small enough gets) or the multifrontal LU (what larger ones get).
     """
     if solver == "multifrontal":
-        monkeypatch.setattr(patrol, "_PLAN_ROWS", 0)
+        monkeypatch.setattr(_patterns, "_PLAN_ROWS", 0)
     fresh = dataclasses.replace(g)  # a new graph: its solver is chosen afresh
-    assert (patrol._pattern(fresh).plan is None) == (solver == "multifrontal")
+    assert (_patterns.pattern(fresh).plan is None) == (solver == "multifrontal")
     return fresh
 
 
@@ -461,10 +461,10 @@ def test_a_robot_that_rarely_visits_vertex_0_keeps_its_gradient(solver, floor, m
         [rng.standard_normal((3, g.n_edges)) * 8.0, rng.standard_normal((1, g.n_edges))]
     )
     regrounded = []
-    reground = patrol._reground
+    reground = _grounds.reground
     monkeypatch.setattr(
-        patrol,
-        "_reground",
+        _grounds,
+        "reground",
         lambda graph, robots, *rest: regrounded.extend(robots) or reground(graph, robots, *rest),
     )
     state = patrol.value_and_grad(g, theta, floor=floor)
@@ -487,14 +487,14 @@ def test_the_ground_error_estimate_is_eps_max_mu_h_over_the_largest_entry():
     grad = rng.standard_normal((n_robots, n_edges))
     h *= rng.choice([1e2, 1e10], n_robots)[:, np.newaxis]
     estimate = np.finfo(float).eps * np.abs(mu * h).max(axis=1) / np.abs(grad).max(axis=1)
-    expected = estimate > patrol._GROUND_ERROR
+    expected = estimate > _solvers._GROUND_ERROR
     assert 0 < expected.sum() < n_robots
-    np.testing.assert_array_equal(patrol._grounds_losing_digits(mu, h, grad), expected)
+    np.testing.assert_array_equal(_solvers.grounds_losing_digits(mu, h, grad), expected)
     # A gradient or adjoint that is not finite is solved again wherever vertex 0 is.
     kept = np.flatnonzero(~expected)[:3]
     grad[kept[0], 7], grad[kept[1], -1], h[kept[2], 5] = np.nan, np.inf, np.nan
     expected[kept] = True
-    np.testing.assert_array_equal(patrol._grounds_losing_digits(mu, h, grad), expected)
+    np.testing.assert_array_equal(_solvers.grounds_losing_digits(mu, h, grad), expected)
 
 
 def _ring_of_stays(n=6):
@@ -613,7 +613,7 @@ def test_a_gradient_of_several_grounds_keeps_its_digits(seed, monkeypatch):
     _, dj_dmu = fastcov.value_and_grad(state.mu)
     exact = patrol_logit_gradient(g, theta[0], dj_dmu[0])
     assert np.abs(state.grad[0] - exact).max() <= 1e-6 * np.abs(exact).max()
-    monkeypatch.setattr(patrol, "_GRADIENT_GROUNDS", 1)
+    monkeypatch.setattr(_grounds, "_GRADIENT_GROUNDS", 1)
     with pytest.warns(RuntimeWarning, match="gradient of robot 0 may have lost digits"):
         one_ground = patrol.value_and_grad(g, theta)
     assert np.abs(one_ground.grad[0] - exact).max() > np.abs(exact).max()
@@ -634,17 +634,17 @@ def test_each_entry_takes_the_ground_whose_bound_is_least():
 
 def test_a_swapped_graph_is_the_graph_with_two_vertices_renamed():
     g = graph.load("museum")
-    swapped, vertices, edges = patrol._pattern(g).swapped(44)
+    swapped, vertices, edges = _patterns.pattern(g).swapped(44)
     assert vertices[0] == 44 and vertices[44] == 0
     np.testing.assert_array_equal(np.delete(vertices, [0, 44]), np.delete(np.arange(70), [0, 44]))
     np.testing.assert_array_equal(swapped.sources, vertices[g.sources[edges]])
     np.testing.assert_array_equal(swapped.indices, vertices[g.indices[edges]])
     np.testing.assert_array_equal(np.sort(edges), np.arange(g.n_edges))
     assert swapped.labels[0] == g.labels[44] and swapped.labels[swapped.start] == g.labels[g.start]
-    assert patrol._pattern(g).swapped(44)[0] is swapped  # kept for the next step
-    for root in range(1, 1 + patrol._SWAPPED_GRAPHS):
-        patrol._pattern(g).swapped(root)
-    assert patrol._pattern(g).swapped(44)[0] is not swapped  # the oldest made way
+    assert _patterns.pattern(g).swapped(44)[0] is swapped  # kept for the next step
+    for root in range(1, 1 + _patterns._SWAPPED_GRAPHS):
+        _patterns.pattern(g).swapped(root)
+    assert _patterns.pattern(g).swapped(44)[0] is not swapped  # the oldest made way
 
 
 def test_read_only_logits_run_the_compiled_steps_of_writeable_ones():
@@ -653,7 +653,7 @@ def test_read_only_logits_run_the_compiled_steps_of_writeable_ones():
     state = patrol.value_and_grad(g, theta)
     mu = patrol.stationary(g, theta)
     probabilities = patrol.transition_probabilities(g, theta)
-    steps = [patrol._planned_step, patrol._planned_mu, patrol._softmax]
+    steps = [_solvers.planned_step, _solvers.planned_mu, _policy.softmax]
     compiled = [len(step.signatures) for step in steps]
     frozen = theta.copy()
     frozen.flags.writeable = False
@@ -1005,9 +1005,9 @@ def test_plan_and_multifrontal_agree_on_a_grid(monkeypatch):
 
 def test_a_plan_too_large_goes_to_the_multifrontal_lu(monkeypatch):
     g = graph.load("museum")
-    assert patrol._pattern(g).plan.n_updates == 301  # MUSEUM: a tiny elimination
-    monkeypatch.setattr(patrol, "_PLAN_UPDATES", 300)
-    assert patrol._pattern(dataclasses.replace(g)).plan is None
+    assert _patterns.pattern(g).plan.n_updates == 301  # MUSEUM: a tiny elimination
+    monkeypatch.setattr(_patterns, "_PLAN_UPDATES", 300)
+    assert _patterns.pattern(dataclasses.replace(g)).plan is None
 
 
 def test_robots_on_threads_give_the_same_step_bit_for_bit(monkeypatch):
@@ -1042,15 +1042,15 @@ def test_the_compiled_planned_step_is_the_step_written_out(eps, floor, n_robots)
     state = patrol.value_and_grad(g, theta, eps=eps, floor=floor)
     softmax = patrol._softmax_of(g, theta)
     probabilities = patrol.transition_probabilities(g, theta, floor=floor)
-    pattern = patrol._pattern(g)
+    pattern = _patterns.pattern(g)
     mu, h = np.empty((2, n_robots, g.n_vertices))
     passes = [(first, min(LANES, n_robots - first)) for first in range(0, n_robots, LANES)]
     factors = []
     for first, count in passes:
         lanes = np.empty((g.n_edges, LANES))
-        patrol._into_lanes(probabilities, first, 0, g.n_edges, lanes)
+        _policy.into_lanes(probabilities, first, 0, g.n_edges, lanes)
         values, mu_lanes = np.empty((pattern.plan.n_slots, LANES)), np.empty((g.n_vertices, LANES))
-        patrol._planned_stationary(
+        _solvers.planned_stationary(
             pattern.plan, pattern.planned_slots, pattern.kept_edges, g.indptr, g.indices,
             lanes, values, mu_lanes,
         )  # fmt: skip
@@ -1059,9 +1059,9 @@ def test_the_compiled_planned_step_is_the_step_written_out(eps, floor, n_robots)
     value, coefficients = fastcov.value_and_grad(mu, eps, backend="cpu")
     for (first, count), values in zip(passes, factors, strict=True):
         h_lanes = np.empty((g.n_vertices, LANES))
-        patrol._planned_adjoint(pattern.plan, values, coefficients[first:], mu[first:], h_lanes)
+        _solvers.planned_adjoint(pattern.plan, values, coefficients[first:], mu[first:], h_lanes)
         h[first : first + count] = h_lanes[:, :count].T
-    grad = patrol._softmax_chain_rule(g, softmax, mu, h)
+    grad = _policy.softmax_chain_rule(g, softmax, mu, h)
     if floor:
         grad *= patrol._floor_scale(g, floor)
     assert state.value == value
@@ -1074,7 +1074,7 @@ def test_the_compiled_planned_step_is_the_step_written_out(eps, floor, n_robots)
 def test_steps_reuse_the_factor_arrays_of_earlier_steps(monkeypatch):
     g = _solved_by("multifrontal", graph.load("office"), monkeypatch)
     theta = np.random.default_rng(9).standard_normal((3, g.n_edges))
-    pattern = patrol._pattern(g)
+    pattern = _patterns.pattern(g)
     first = patrol.value_and_grad(g, theta)
     spare = {id(array) for array in pattern._spare_factors}
     assert len(spare) == 3  # one a robot, given back when the step was done
@@ -1089,10 +1089,10 @@ def test_a_large_tree_gets_a_plan_not_nested_dissection():
     # is poor: level-structure separators of a tree are wide (a random tree of 5e4
     # vertices: 2.5e6 flops a vertex), while a minimum-degree LU of it has no fill.
     rng = np.random.default_rng(10)
-    n = patrol._PLAN_ROWS + 2000
+    n = _patterns._PLAN_ROWS + 2000
     edges = [(v, int(rng.integers(0, v))) for v in range(1, n)]
     g = graph.Graph.from_edges(edges, stay=True)
-    pattern = patrol._pattern(g)
+    pattern = _patterns.pattern(g)
     assert pattern.plan is not None and pattern.analysis is None
     theta = rng.standard_normal((2, g.n_edges))
     state = patrol.value_and_grad(g, theta)
