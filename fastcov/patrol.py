@@ -415,7 +415,7 @@ def train(
         :func:`value_and_grad` raises.
     TypeError
         ``graph`` not a :class:`fastcov.graph.Graph`, ``n_robots`` or ``iterations`` not
-        an integer, a ``seed`` NumPy cannot use.
+        an integer, a ``seed`` NumPy cannot use, a ``callback`` that is not callable.
 
     Notes
     -----
@@ -442,6 +442,8 @@ def train(
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     floor = _check_floor(graph, floor)
     if logits is None:
         random = _checks.random_generator(seed)

@@ -918,6 +918,8 @@ def test_training_rejects_logits_for_another_team():
     for tol in (-1e-3, np.nan, False):
         with pytest.raises(ValueError, match="tol must be a number >= 0 or None"):
             patrol.train(g, 2, tol=tol)
+    with pytest.raises(TypeError, match="callback must be callable or None, got int"):
+        patrol.train(g, 2, callback=3)  # said before the first step, not after it
     with pytest.raises(ValueError, match="seed -1 cannot seed a random generator"):
         patrol.train(g, 2, seed=-1)
     with pytest.raises(TypeError, match="seed 'a' cannot seed a random generator"):
