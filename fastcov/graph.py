@@ -255,7 +255,16 @@ class Graph:
         return int(self.out_degrees.max(initial=0))
 
     def label(self, vertex):
-        """The caller's name of vertex index ``vertex`` (a Python object, not a NumPy scalar)."""
+        """The caller's name of vertex index ``vertex`` (a Python object, not a NumPy scalar).
+
+        Raises TypeError for an index that is not an integer, IndexError for one outside
+        0 .. n - 1 (-1 is refused, not taken as the last vertex).
+        """
+        vertex = _checks.integer(vertex, "vertex")
+        if not 0 <= vertex < self.n_vertices:
+            raise IndexError(
+                f"{self.name} has no vertex {vertex}: indices are 0 .. {self.n_vertices - 1}"
+            )
         label = self.labels[vertex]
         return label.item() if isinstance(label, np.generic) else label
 

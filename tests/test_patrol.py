@@ -192,6 +192,12 @@ def test_a_graph_built_from_its_arrays_is_the_same_graph():
     assert empty.n_vertices == empty.n_edges == 0
     mixed = graph.Graph(edges.indptr, edges.indices, [7, "hall", 2.5])
     assert [mixed.label(v) for v in range(3)] == [7, "hall", 2.5]  # not made strings
+    assert mixed.label(np.int32(1)) == "hall"
+    for outside in (-1, 3):
+        with pytest.raises(IndexError, match=rf"graph has no vertex {outside}: indices are 0 .. 2"):
+            mixed.label(outside)
+    with pytest.raises(TypeError, match="vertex must be an integer, got 1.0"):
+        mixed.label(1.0)
     assert graph.Graph(edges.indptr, edges.indices, np.arange(3)).labels.dtype == np.int_
 
 
