@@ -21,8 +21,6 @@ __all__ = [
     "reground",
 ]
 
-_EPSILON = np.finfo(np.float64).eps
-
 
 def ground_faint_robots(graph, probabilities, mu):
     """Set the rows of ``mu`` whose share of vertex 0 is below _solvers.FAINTEST_GROUND (or not a
@@ -65,46 +63,6 @@ def grounded_elsewhere(graph, probabilities, robot, x=None):
             shares[vertices] = mu[:, 0]
             return shares
     raise _too_extreme(robot, probabilities, "cannot be computed in float64")
-
-
-def _heaviest_tree_root(graph, robot, probabilities):
-    """The root of robot ``robot``'s chain's heaviest spanning tree, a vertex it visits
-    often (:mod:`fastcov._trees`; O(E log E), on grids of random logits 0.013 s at 10^4
-    vertices, 0.7 s at 1.6 10^5, 7 s at 10^6), read off its edge ``probabilities`` (a row
-    per robot), where no measure can say where the robot is.
-
-    Raises FloatingPointError where the chain has several closed classes in float64 (the
-    moves that underflowed to 0 impossible): then it has no unique stationary
-    distribution. The message names a vertex of two of them.
-    """
-    row = probabilities[robot]
-    roots = _trees.heaviest_tree_roots(graph.sources, graph.indices, row, graph.n_vertices)
-    if roots.size > 1:
-        first, second = (graph.label(v) for v in roots[:2])
-        raise FloatingPointError(
-            f"robot {robot}'s chain has {roots.size} closed classes in float64, where "
-            f"moves less likely than 4.9e-324 round to 0 (its smallest probability is "
-            f"{row.min():.3g}): from vertex {first!r} it cannot reach vertex {second!r}, "
-            f"nor back, so it has no unique stationary distribution (a floor keeps every "
-            f"move possible)"
-        )
-    return int(roots[0])
-
-
-def _measure(graph, probabilities):
-    """The stationary measure x (n - 1, 1) of one robot's chain (edge ``probabilities``)
-    with vertex 0's share 1, vertex 0 left out, by the graph's plan or multifrontal LU.
-    """
-    pattern = _patterns.pattern(graph)
-    if pattern.plan is not None:
-        x = np.empty((1, pattern.n))
-        _solvers.planned_measures(*pattern.planned_arrays, probabilities[np.newaxis], x)
-        return x.T
-    factors = pattern.borrow()
-    try:
-        return _solvers.frontal_measure(graph, probabilities, factors)
-    finally:
-        pattern.give_back([factors])
 
 
 def reground(graph, regrounded, mu, g, probabilities, softmax, grad):
@@ -174,33 +132,6 @@ def best_grounded_gradient(graph, robot, mu, g, probabilities, softmax):
     return best
 
 
-#: Grounds :func:`best_grounded_gradient` tries for one robot, at most.
-_GRADIENT_GROUNDS = 16
-
-
-#: It tries another while an entry's error bound exceeds this fraction of the largest
-#: entry. The bound is loose (on random trees of 150 vertices the error was 1/2,000 to
-#: 1/16,000 of it), and each new ground costs an analysis of its graph (0.3 s on a tree
-#: of 34,768 vertices, where one ground's bound was 2.9e-5 of the largest entry).
-_GROUNDS_ERROR = 1e-4
-
-
-#: ... and warns where one still exceeds this fraction.
-_WARNED_ERROR = 1e-2
-
-
-#: The bound leaves out the rounding of the solve itself, which grows with the elimination:
-#: on MUSEUM with logits of spread 16 to 48, grounded at vertex 0, errors reached 25 to 45
-#: times it on a few edges. It is taken this many times over.
-_BOUND_GROWTH = 64
-
-
-#: Its tolerance is at least this many times eps max |g|: about the least error bound a
-#: ground can give (the rounding of g - mu . g alone moves an entry by eps max |g|, and
-#: the bound is taken _BOUND_GROWTH times over).
-_ROUNDING_ERRORS = 8 * _BOUND_GROWTH
-
-
 def grounded_adjoint(graph, root, robot, mu, g, probabilities):
     """(h, bound), each (n,) and each times _BOUND_SCALE, of robot ``robot``: its adjoint
     grounded at ``root`` (h[root] = 0), solved on the graph with ``root`` and vertex 0
@@ -226,6 +157,76 @@ def grounded_adjoint(graph, root, robot, mu, g, probabilities):
             pattern.give_back([factors])
     # The swap is its own inverse: vertex v of the swapped graph is vertices[v].
     return h[0, vertices], bound[0, vertices]
+
+
+_EPSILON = np.finfo(np.float64).eps
+
+
+def _heaviest_tree_root(graph, robot, probabilities):
+    """The root of robot ``robot``'s chain's heaviest spanning tree, a vertex it visits
+    often (:mod:`fastcov._trees`; O(E log E), on grids of random logits 0.013 s at 10^4
+    vertices, 0.7 s at 1.6 10^5, 7 s at 10^6), read off its edge ``probabilities`` (a row
+    per robot), where no measure can say where the robot is.
+
+    Raises FloatingPointError where the chain has several closed classes in float64 (the
+    moves that underflowed to 0 impossible): then it has no unique stationary
+    distribution. The message names a vertex of two of them.
+    """
+    row = probabilities[robot]
+    roots = _trees.heaviest_tree_roots(graph.sources, graph.indices, row, graph.n_vertices)
+    if roots.size > 1:
+        first, second = (graph.label(v) for v in roots[:2])
+        raise FloatingPointError(
+            f"robot {robot}'s chain has {roots.size} closed classes in float64, where "
+            f"moves less likely than 4.9e-324 round to 0 (its smallest probability is "
+            f"{row.min():.3g}): from vertex {first!r} it cannot reach vertex {second!r}, "
+            f"nor back, so it has no unique stationary distribution (a floor keeps every "
+            f"move possible)"
+        )
+    return int(roots[0])
+
+
+def _measure(graph, probabilities):
+    """The stationary measure x (n - 1, 1) of one robot's chain (edge ``probabilities``)
+    with vertex 0's share 1, vertex 0 left out, by the graph's plan or multifrontal LU.
+    """
+    pattern = _patterns.pattern(graph)
+    if pattern.plan is not None:
+        x = np.empty((1, pattern.n))
+        _solvers.planned_measures(*pattern.planned_arrays, probabilities[np.newaxis], x)
+        return x.T
+    factors = pattern.borrow()
+    try:
+        return _solvers.frontal_measure(graph, probabilities, factors)
+    finally:
+        pattern.give_back([factors])
+
+
+#: Grounds :func:`best_grounded_gradient` tries for one robot, at most.
+_GRADIENT_GROUNDS = 16
+
+
+#: It tries another while an entry's error bound exceeds this fraction of the largest
+#: entry. The bound is loose (on random trees of 150 vertices the error was 1/2,000 to
+#: 1/16,000 of it), and each new ground costs an analysis of its graph (0.3 s on a tree
+#: of 34,768 vertices, where one ground's bound was 2.9e-5 of the largest entry).
+_GROUNDS_ERROR = 1e-4
+
+
+#: ... and warns where one still exceeds this fraction.
+_WARNED_ERROR = 1e-2
+
+
+#: The bound leaves out the rounding of the solve itself, which grows with the elimination:
+#: on MUSEUM with logits of spread 16 to 48, grounded at vertex 0, errors reached 25 to 45
+#: times it on a few edges. It is taken this many times over.
+_BOUND_GROWTH = 64
+
+
+#: Its tolerance is at least this many times eps max |g|: about the least error bound a
+#: ground can give (the rounding of g - mu . g alone moves an entry by eps max |g|, and
+#: the bound is taken _BOUND_GROWTH times over).
+_ROUNDING_ERRORS = 8 * _BOUND_GROWTH
 
 
 def _ground_errors(graph, probabilities, mu, bound):

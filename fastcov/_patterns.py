@@ -17,33 +17,12 @@ from . import _elimination, _multifrontal
 __all__ = ["Pattern", "pattern"]
 
 
-#: Largest graphs (vertices - 1, multiply-adds per robot) factored by an elimination plan;
-#: larger ones go to the multifrontal LU. Steps with 8 robots on grids, plan against
-#: multifrontal (2 cores): 6,400 vertices (4.8e6 multiply-adds) 13.2 against 28.0 ms;
-#: 10,000 (9.5e6) 25.3 against 38.7 ms; 16,900 (2.2e7) 57.6 against 68.7 ms; 22,500
-#: (3.8e7) 108.8 against 99.4 ms. The plan keeps a 4-byte slot index an update.
-_PLAN_ROWS = 1 << 15
-
-
-_PLAN_UPDATES = 1 << 25
-
-
-#: A larger graph whose nested dissection takes more flops per vertex than this also tries
-#: a plan (minimum degree), and keeps it where it stays within _PLAN_UPDATES. On a
-#: 10^6-vertex grid nested dissection takes 2.8e4 flops per vertex; on a random tree of
-#: 5e4 vertices 2.5e6 (6.0 s a robot, against 0.03 s for a minimum-degree LU).
-_DISSECTED_FLOPS_PER_VERTEX = 1e5
-
-
 def pattern(graph):
     """The graph's :class:`Pattern`, made on first use (graphs are immutable)."""
     pattern = _PATTERNS.get(graph)
     if pattern is None:
         pattern = _PATTERNS[graph] = Pattern(graph)
     return pattern
-
-
-_PATTERNS = weakref.WeakKeyDictionary()
 
 
 class Pattern:
@@ -127,6 +106,25 @@ class Pattern:
         """Keep ``arrays`` for the next step's :meth:`borrow` (they live with the graph)."""
         with self._lock:
             self._spare_factors.extend(arrays)
+
+
+#: Largest graphs (vertices - 1, multiply-adds per robot) factored by an elimination plan;
+#: larger ones go to the multifrontal LU. Steps with 8 robots on grids, plan against
+#: multifrontal (2 cores): 6,400 vertices (4.8e6 multiply-adds) 13.2 against 28.0 ms;
+#: 10,000 (9.5e6) 25.3 against 38.7 ms; 16,900 (2.2e7) 57.6 against 68.7 ms; 22,500
+#: (3.8e7) 108.8 against 99.4 ms. The plan keeps a 4-byte slot index an update.
+_PLAN_ROWS = 1 << 15
+_PLAN_UPDATES = 1 << 25
+
+
+#: A larger graph whose nested dissection takes more flops per vertex than this also tries
+#: a plan (minimum degree), and keeps it where it stays within _PLAN_UPDATES. On a
+#: 10^6-vertex grid nested dissection takes 2.8e4 flops per vertex; on a random tree of
+#: 5e4 vertices 2.5e6 (6.0 s a robot, against 0.03 s for a minimum-degree LU).
+_DISSECTED_FLOPS_PER_VERTEX = 1e5
+
+#: Each graph's :class:`Pattern`, made on first use, freed with the graph.
+_PATTERNS = weakref.WeakKeyDictionary()
 
 
 #: Swapped graphs (:meth:`Pattern.swapped`) kept per graph: each with its plan or

@@ -26,17 +26,6 @@ __all__ = [
 ]
 
 
-def softmax_chain_rule(graph, probabilities, mu, h):
-    """dJ/dtheta from dJ/dP(s, s') = mu(s) h(s'): the softmax chain rule (one robot's
-    arrays, or every robot's stacked along a first axis).
-
-    Shared with the dense baseline of ``bench/patrol.py``, which finds h another way.
-    """
-    grad = np.empty_like(probabilities)
-    chain_rule(graph.indptr, graph.indices, rows(probabilities), rows(mu), rows(h), rows(grad))
-    return grad
-
-
 def rows(array):
     """A 1-D or 2-D array as a 2-D view (one row per robot)."""
     return array.reshape(-1, array.shape[-1])
@@ -79,82 +68,12 @@ def softmax_lanes(indptr, start, stop, work):
     _each_vertex(indptr, start, stop, work, vertex, False)
 
 
-#: Edges a block of :func:`softmax` holds (more where one vertex has more): 256 KiB.
-_SOFTMAX_BLOCK_EDGES = 1 << 12
-
-
-@inline_jit
-def _block_edges(indptr, n_edges):
-    """Rows of lanes for a block of whole vertices' edges: _SOFTMAX_BLOCK_EDGES, or the
-    largest out-degree where it is more, or all edges where they are fewer.
-    """
-    largest_degree = 0
-    for s in range(indptr.size - 1):
-        largest_degree = max(largest_degree, indptr[s + 1] - indptr[s])
-    return min(n_edges, max(_SOFTMAX_BLOCK_EDGES, largest_degree))
-
-
-@inline_jit
-def _block_stop(indptr, start, capacity):
-    """The end of the block of vertices from ``start`` whose edges fit ``capacity`` rows
-    (at least one vertex).
-    """
-    stop = start + 1
-    while stop < indptr.size - 1 and indptr[stop + 1] - indptr[start] <= capacity:
-        stop += 1
-    return stop
-
-
-@inline_jit
-def into_lanes(rows, first, start, count, lanes):
-    """lanes[k, m] = rows[first + m, start + k] for k < count; lanes past the last row
-    repeat it (so that every lane holds a real robot's numbers).
-    """
-    last = rows.shape[0] - 1
-    for k in range(count):
-        for m in range(_lanes.LANES):
-            lanes[k, m] = rows[min(first + m, last), start + k]
-
-
-@inline_jit
-def out_of_lanes(lanes, count, first, start, rows):
-    """rows[first + m, start + k] = lanes[k, m] for k < count, for the rows there are."""
-    for m in range(min(_lanes.LANES, rows.shape[0] - first)):
-        for k in range(count):
-            rows[first + m, start + k] = lanes[k, m]
-
-
 @inline_jit
 def floored(softmax, scale, floor, out):
     """Set out = softmax (1 - d(s) floor) + floor, edge by edge (``scale``: one an edge)."""
     for e in range(softmax.shape[0]):
         for m in range(_lanes.LANES):
             out[e, m] = softmax[e, m] * scale[e] + floor
-
-
-@jit
-def _each_vertex(indptr, start, stop, work, vertex, largest):
-    """For each vertex s in [start, stop), whose edges' rows of ``work`` begin at row 0
-    with vertex ``start``'s: those rows less their largest (``largest``), or over their sum
-    (times its reciprocal: one division a vertex, not one an edge, and within an ulp).
-    """
-    for s in range(start, stop):
-        edges = range(indptr[s] - indptr[start], indptr[s + 1] - indptr[start])
-        if len(edges) == 0:
-            continue
-        _lanes.copy(vertex, 0, work, edges.start)
-        for e in range(edges.start + 1, edges.stop):
-            if largest:
-                _lanes.maximum(vertex, 0, work, e)
-            else:
-                _lanes.add(vertex, 0, work, e)
-        if not largest:
-            _lanes.reciprocal(vertex, 0, vertex, 0)
-        for e in edges:
-            if largest:
-                _lanes.subtract(work, e, vertex, 0)
-            else:
-                _lanes.multiply(work, e, vertex, 0)
 
 
 @jit
@@ -199,6 +118,36 @@ def chain_rule_lanes(indptr, indices, start, stop, probabilities, mu, h, out):
             _lanes.multiply(out, e, probabilities, e)
 
 
+def softmax_chain_rule(graph, probabilities, mu, h):
+    """dJ/dtheta from dJ/dP(s, s') = mu(s) h(s'): the softmax chain rule (one robot's
+    arrays, or every robot's stacked along a first axis).
+
+    Shared with the dense baseline of ``bench/patrol.py``, which finds h another way.
+    """
+    grad = np.empty_like(probabilities)
+    chain_rule(graph.indptr, graph.indices, rows(probabilities), rows(mu), rows(h), rows(grad))
+    return grad
+
+
+@inline_jit
+def into_lanes(rows, first, start, count, lanes):
+    """lanes[k, m] = rows[first + m, start + k] for k < count; lanes past the last row
+    repeat it (so that every lane holds a real robot's numbers).
+    """
+    last = rows.shape[0] - 1
+    for k in range(count):
+        for m in range(_lanes.LANES):
+            lanes[k, m] = rows[min(first + m, last), start + k]
+
+
+@inline_jit
+def out_of_lanes(lanes, count, first, start, rows):
+    """rows[first + m, start + k] = lanes[k, m] for k < count, for the rows there are."""
+    for m in range(min(_lanes.LANES, rows.shape[0] - first)):
+        for k in range(count):
+            rows[first + m, start + k] = lanes[k, m]
+
+
 @inline_jit
 def all_finite(rows):
     """Whether every entry of the 2-D ``rows`` is finite (compiled: NumPy's isfinite and
@@ -212,6 +161,57 @@ def all_finite(rows):
         if finite != rows.shape[1]:
             return False
     return True
+
+
+#: Edges a block of :func:`softmax` holds (more where one vertex has more): 256 KiB.
+_SOFTMAX_BLOCK_EDGES = 1 << 12
+
+
+@inline_jit
+def _block_edges(indptr, n_edges):
+    """Rows of lanes for a block of whole vertices' edges: _SOFTMAX_BLOCK_EDGES, or the
+    largest out-degree where it is more, or all edges where they are fewer.
+    """
+    largest_degree = 0
+    for s in range(indptr.size - 1):
+        largest_degree = max(largest_degree, indptr[s + 1] - indptr[s])
+    return min(n_edges, max(_SOFTMAX_BLOCK_EDGES, largest_degree))
+
+
+@inline_jit
+def _block_stop(indptr, start, capacity):
+    """The end of the block of vertices from ``start`` whose edges fit ``capacity`` rows
+    (at least one vertex).
+    """
+    stop = start + 1
+    while stop < indptr.size - 1 and indptr[stop + 1] - indptr[start] <= capacity:
+        stop += 1
+    return stop
+
+
+@jit
+def _each_vertex(indptr, start, stop, work, vertex, largest):
+    """For each vertex s in [start, stop), whose edges' rows of ``work`` begin at row 0
+    with vertex ``start``'s: those rows less their largest (``largest``), or over their sum
+    (times its reciprocal: one division a vertex, not one an edge, and within an ulp).
+    """
+    for s in range(start, stop):
+        edges = range(indptr[s] - indptr[start], indptr[s + 1] - indptr[start])
+        if len(edges) == 0:
+            continue
+        _lanes.copy(vertex, 0, work, edges.start)
+        for e in range(edges.start + 1, edges.stop):
+            if largest:
+                _lanes.maximum(vertex, 0, work, e)
+            else:
+                _lanes.add(vertex, 0, work, e)
+        if not largest:
+            _lanes.reciprocal(vertex, 0, vertex, 0)
+        for e in edges:
+            if largest:
+                _lanes.subtract(work, e, vertex, 0)
+            else:
+                _lanes.multiply(work, e, vertex, 0)
 
 
 _LARGEST_FLOAT = np.finfo(np.float64).max

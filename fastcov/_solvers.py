@@ -36,71 +36,10 @@ __all__ = [
     "planned_step",
 ]
 
-_EPSILON = np.finfo(np.float64).eps
 
 #: The statuses of :func:`planned_step` other than -1 (done) and a robot's index.
 LOGITS_NOT_FINITE = -2
 REGROUND = -3
-
-#: The error of dJ/dtheta (relative to its largest entry) an adjoint grounded at vertex 0
-#: may have; a robot whose estimate exceeds it has its gradient found again from other
-#: grounds (:func:`_ground_loses_digits`, :func:`_grounds.best_grounded_gradient`).
-_GROUND_ERROR = 1e-8
-
-
-#: Rows over which :func:`_ground_loses_digits` keeps each maximum.
-_CHAINS = 4
-
-
-@inline_jit
-def _ground_loses_digits(mu, h, gradient, n_edges, count, out):
-    """Set out[m], m < count: whether robot m's adjoint ``h``, grounded at vertex 0, left
-    its ``gradient`` (dJ/dtheta) less accurate than _GROUND_ERROR, or not finite (``mu``,
-    ``h`` and ``gradient`` in lanes, a robot a lane).
-
-    h's entries grow like the time it takes to reach the ground, and dJ/dtheta takes
-    differences of them, scaled by mu: its error is about eps max_s mu(s) |h(s)|. On
-    MUSEUM with logits of spread 2 to 8 (48 robots, errors against a 300-digit solve
-    from 7.5e-15 to 2 of the largest entry) that estimate was within 1/15 to 9 times the
-    error. That holds where vertex 0 is the busiest vertex as well: a part of the map
-    that the robot rarely leaves is as far from it (on MUSEUM with logits of spread 16 to
-    48, robots with vertex 0 busiest had estimates of 1e-3 to 65 and errors of 3e-4 to
-    4e21 of the largest entry).
-    """
-    # Each maximum is kept in _CHAINS rows taken in turn: a row's next maximum waits for
-    # its last (through memory), and with one row that wait was most of the time (1.3 us
-    # of a MUSEUM step of 8 robots).
-    terms, entries = _lanes.full((_CHAINS,), 0.0), _lanes.full((_CHAINS,), 0.0)
-    for v in range(mu.shape[0]):
-        _lanes.largest_magnitude_of_product(terms, v % _CHAINS, mu, v, h, v)
-    for e in range(n_edges):
-        _lanes.largest_magnitude(entries, e % _CHAINS, gradient, e)
-    for k in range(1, _CHAINS):
-        _lanes.largest_magnitude(terms, 0, terms, k)  # keeping a NaN
-        _lanes.largest_magnitude(entries, 0, entries, k)
-    for m in range(count):
-        # The maxima keep a NaN: a gradient that is not finite is solved again too.
-        out[m] = not (np.isfinite(terms[0, m]) and np.isfinite(entries[0, m])) or (
-            _EPSILON * terms[0, m] > _GROUND_ERROR * entries[0, m]
-        )
-
-
-@jit
-def grounds_losing_digits(mu, h, grad):
-    """:func:`_ground_loses_digits` for rows of robots (mu, h (N, n), grad (N, n_edges)):
-    a flag a robot.
-    """
-    n_robots, n = mu.shape
-    flags = np.zeros(n_robots, dtype=np.bool_)
-    mu_lanes, h_lanes = _lanes.empty((n,)), _lanes.empty((n,))
-    gradient = _lanes.empty((grad.shape[1],))
-    for first in range(0, n_robots, _lanes.LANES):
-        _policy.into_lanes(mu, first, 0, n, mu_lanes)
-        _policy.into_lanes(h, first, 0, n, h_lanes)
-        _policy.into_lanes(grad, first, 0, grad.shape[1], gradient)
-        count = min(_lanes.LANES, n_robots - first)
-        _ground_loses_digits(mu_lanes, h_lanes, gradient, grad.shape[1], count, flags[first:])
-    return flags
 
 
 #: The least share of vertex 0 with which mu is taken from the solve grounded there: the
@@ -163,6 +102,69 @@ def planned_step(
 
 
 @jit
+def planned_mu(
+    order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, logits, floor, scale,
+    mu, probabilities,
+):  # fmt: skip
+    """:func:`_planned_chains` for finite ``logits`` and the plan of arrays ``order`` ..
+    ``targets``: its status alone.
+    """
+    plan = _elimination.Plan(order, ptr, neighbours, targets)
+    return _planned_chains(
+        plan, slots, kept_edges, indptr, indices, logits, floor, scale, mu, probabilities
+    )[3]
+
+
+@jit
+def planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities, values, mu):
+    """Factor the A_i of LANES robots by the plan into ``values`` (n_slots, LANES), a robot
+    a lane, and set their stationary distributions ``mu`` (n + 1, LANES).
+
+    ``probabilities`` (n_edges, LANES) holds the robots' edge probabilities in lanes
+    (spare lanes a copy of a real robot's). A_i is an M-matrix whose row sums are known
+    exactly, so the factorisation is the cancellation-free one (see
+    :func:`_elimination.factor`), and so is the solve for mu (its right-hand side is
+    >= 0): mu keeps full relative accuracy in every entry, even where the logits make
+    some moves 1e-30 likely, as long as vertex 0's share is at least FAINTEST_GROUND
+    (:func:`_grounds.grounded_elsewhere`).
+    """
+    x = _lanes.empty((plan.ptr.size - 1,))
+    _planned_measure(plan, slots, kept_edges, indptr, indices, probabilities, values, x)
+    normalise(x, mu)
+
+
+@jit
+def planned_measures(
+    order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, probabilities, x
+):  # fmt: skip
+    """Set x (N, n - 1) to the stationary measures of the robots of edge ``probabilities``
+    (N, n_edges) with vertex 0's share 1, vertex 0 left out, by the plan of arrays
+    ``order`` .. ``targets`` (:func:`_planned_measure`).
+    """
+    plan = _elimination.Plan(order, ptr, neighbours, targets)
+    moves = _lanes.empty((probabilities.shape[1],))
+    values = _lanes.empty((plan.ptr.size - 1 + 2 * plan.neighbours.size,))
+    measure = _lanes.empty((x.shape[1],))
+    for first in range(0, x.shape[0], _lanes.LANES):
+        _policy.into_lanes(probabilities, first, 0, probabilities.shape[1], moves)
+        _planned_measure(plan, slots, kept_edges, indptr, indices, moves, values, measure)
+        _policy.out_of_lanes(measure, x.shape[1], first, 0, x)
+
+
+@jit
+def planned_adjoint(plan, values, g, mu, h):
+    """Set the adjoint h (n + 1, LANES), h[0] = 0, of up to LANES robots (rows of ``g``
+    and ``mu``; spare lanes 0) from their lanes of the plan's factors.
+    """
+    x = _lanes.full((h.shape[0] - 1,), 0.0)
+    centred(g[: _lanes.LANES], mu[: _lanes.LANES], x)
+    _elimination.solve(plan, values, x, False)
+    h[0] = 0.0
+    for v in range(x.shape[0]):
+        _lanes.copy(h, v + 1, x, v)
+
+
+@jit
 def planned_adjoints(
     order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, probabilities, mu,
     g, h, bound,
@@ -190,18 +192,158 @@ def planned_adjoints(
         bound[first:last, 0] = 0.0
 
 
-@jit
-def planned_mu(
-    order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, logits, floor, scale,
-    mu, probabilities,
-):  # fmt: skip
-    """:func:`_planned_chains` for finite ``logits`` and the plan of arrays ``order`` ..
-    ``targets``: its status alone.
+def frontal_measure(graph, probabilities, factors):
+    """:func:`_grounds._measure` by the multifrontal LU, its factors written into ``factors``."""
+    pattern = _patterns.pattern(graph)
+    frontal_factor(graph, probabilities, factors)
+    x = np.empty((pattern.n, 1))
+    from_first(graph.indptr, graph.indices, probabilities[:, np.newaxis], x)
+    _multifrontal.solve(pattern.analysis, factors, x[:, 0], True)
+    return x
+
+
+def frontal_factor(graph, probabilities, factors):
+    """Factor the A of one robot's edge ``probabilities`` by the graph's multifrontal LU
+    into ``factors``, with the pivots from A's row sums.
     """
-    plan = _elimination.Plan(order, ptr, neighbours, targets)
-    return _planned_chains(
-        plan, slots, kept_edges, indptr, indices, logits, floor, scale, mu, probabilities
-    )[3]
+    pattern = _patterns.pattern(graph)
+    values = np.concatenate([-probabilities[pattern.kept_edges], np.ones(pattern.n)])
+    # A's row sums are the probabilities of moving to vertex 0: exact, with no 1 - sum.
+    to_first = np.zeros(pattern.n)
+    to_first[pattern.first_edges[0]] = probabilities[pattern.first_edges[1]]
+    with _multifrontal.one_blas_thread():
+        _multifrontal.factor(pattern.analysis, values, to_first, factors)
+
+
+def frontal_adjoint(pattern, factors, right_side, g, mu, out):
+    """Set out (n,) to (0, the solution of A x = b) by one robot's multifrontal
+    ``factors``, for b = ``right_side(g, mu)`` (:func:`centred` or :func:`magnitudes`;
+    ``g`` and ``mu`` that robot's rows, shape (1, n)), as :func:`planned_adjoint` does.
+    """
+    x = np.empty((pattern.n, 1))
+    right_side(g, mu, x)
+    _multifrontal.solve(pattern.analysis, factors, x[:, 0], False)
+    out[0], out[1:] = 0.0, x[:, 0]
+
+
+@jit
+def grounds_losing_digits(mu, h, grad):
+    """:func:`_ground_loses_digits` for rows of robots (mu, h (N, n), grad (N, n_edges)):
+    a flag a robot.
+    """
+    n_robots, n = mu.shape
+    flags = np.zeros(n_robots, dtype=np.bool_)
+    mu_lanes, h_lanes = _lanes.empty((n,)), _lanes.empty((n,))
+    gradient = _lanes.empty((grad.shape[1],))
+    for first in range(0, n_robots, _lanes.LANES):
+        _policy.into_lanes(mu, first, 0, n, mu_lanes)
+        _policy.into_lanes(h, first, 0, n, h_lanes)
+        _policy.into_lanes(grad, first, 0, grad.shape[1], gradient)
+        count = min(_lanes.LANES, n_robots - first)
+        _ground_loses_digits(mu_lanes, h_lanes, gradient, grad.shape[1], count, flags[first:])
+    return flags
+
+
+# The steps both solvers share, on arrays with a column per robot (``probabilities``,
+# ``x``, ``mu``: the plan's lanes, where columns past the last robot are spare; the
+# multifrontal LU's one robot is one column).
+@inline_jit
+def from_first(indptr, indices, probabilities, x):
+    """Set x = P(0, .) without vertex 0 (a row per vertex, a column per robot; 0 where
+    vertex 0 has no edge): the right-hand side of A^T x = P(0, .). ``probabilities`` has
+    a row per edge.
+    """
+    x[:] = 0.0
+    for e in range(indptr[0], indptr[1]):
+        if indices[e] > 0:
+            for robot in range(x.shape[1]):
+                x[indices[e] - 1, robot] = probabilities[e, robot]
+
+
+@inline_jit
+def centred(g, mu, x):
+    """x[:, robot] = g - (mu . g) 1 without vertex 0: the Poisson equation's right side
+    (``g`` and ``mu`` a row per robot).
+    """
+    for robot in range(g.shape[0]):
+        mean = _mean(g, mu, robot)
+        for v in range(x.shape[0]):
+            x[v, robot] = g[robot, v + 1] - mean
+
+
+@inline_jit
+def magnitudes(g, mu, x):
+    """x[:, robot] = |g| + |mu . g| without vertex 0: a bound on the Poisson equation's
+    right side and on its rounding (``g`` and ``mu`` a row per robot).
+    """
+    for robot in range(g.shape[0]):
+        mean = _mean(g, mu, robot)
+        for v in range(x.shape[0]):
+            x[v, robot] = abs(g[robot, v + 1]) + abs(mean)
+
+
+@inline_jit
+def normalise(x, mu):
+    """mu[:, robot] = (1, x[:, robot]) / its sum, clipped to [0, 1] against round-off:
+    with x_0 = 1 the solution of A^T x = P(0, .) is the chain's stationary measure. The
+    loops over robots are innermost, so that on the plan's lanes they are SIMD operations
+    (each robot's sum still adds its vertices in order).
+    """
+    total = np.ones(x.shape[1])
+    for v in range(x.shape[0]):
+        for robot in range(x.shape[1]):
+            total[robot] += x[v, robot]
+    for robot in range(x.shape[1]):
+        mu[0, robot] = min(1.0 / total[robot], 1.0)
+    for v in range(x.shape[0]):
+        for robot in range(x.shape[1]):
+            mu[v + 1, robot] = min(max(x[v, robot] / total[robot], 0.0), 1.0)
+
+
+_EPSILON = np.finfo(np.float64).eps
+
+
+#: The error of dJ/dtheta (relative to its largest entry) an adjoint grounded at vertex 0
+#: may have; a robot whose estimate exceeds it has its gradient found again from other
+#: grounds (:func:`_ground_loses_digits`, :func:`_grounds.best_grounded_gradient`).
+_GROUND_ERROR = 1e-8
+
+
+#: Rows over which :func:`_ground_loses_digits` keeps each maximum.
+_CHAINS = 4
+
+
+@inline_jit
+def _ground_loses_digits(mu, h, gradient, n_edges, count, out):
+    """Set out[m], m < count: whether robot m's adjoint ``h``, grounded at vertex 0, left
+    its ``gradient`` (dJ/dtheta) less accurate than _GROUND_ERROR, or not finite (``mu``,
+    ``h`` and ``gradient`` in lanes, a robot a lane).
+
+    h's entries grow like the time it takes to reach the ground, and dJ/dtheta takes
+    differences of them, scaled by mu: its error is about eps max_s mu(s) |h(s)|. On
+    MUSEUM with logits of spread 2 to 8 (48 robots, errors against a 300-digit solve
+    from 7.5e-15 to 2 of the largest entry) that estimate was within 1/15 to 9 times the
+    error. That holds where vertex 0 is the busiest vertex as well: a part of the map
+    that the robot rarely leaves is as far from it (on MUSEUM with logits of spread 16 to
+    48, robots with vertex 0 busiest had estimates of 1e-3 to 65 and errors of 3e-4 to
+    4e21 of the largest entry).
+    """
+    # Each maximum is kept in _CHAINS rows taken in turn: a row's next maximum waits for
+    # its last (through memory), and with one row that wait was most of the time (1.3 us
+    # of a MUSEUM step of 8 robots).
+    terms, entries = _lanes.full((_CHAINS,), 0.0), _lanes.full((_CHAINS,), 0.0)
+    for v in range(mu.shape[0]):
+        _lanes.largest_magnitude_of_product(terms, v % _CHAINS, mu, v, h, v)
+    for e in range(n_edges):
+        _lanes.largest_magnitude(entries, e % _CHAINS, gradient, e)
+    for k in range(1, _CHAINS):
+        _lanes.largest_magnitude(terms, 0, terms, k)  # keeping a NaN
+        _lanes.largest_magnitude(entries, 0, entries, k)
+    for m in range(count):
+        # The maxima keep a NaN: a gradient that is not finite is solved again too.
+        out[m] = not (np.isfinite(terms[0, m]) and np.isfinite(entries[0, m])) or (
+            _EPSILON * terms[0, m] > _GROUND_ERROR * entries[0, m]
+        )
 
 
 @inline_jit
@@ -239,76 +381,6 @@ def _planned_chains(
     return softmax, values, mu_lanes, -1
 
 
-@jit
-def planned_measures(
-    order, ptr, neighbours, targets, slots, kept_edges, indptr, indices, probabilities, x
-):  # fmt: skip
-    """Set x (N, n - 1) to the stationary measures of the robots of edge ``probabilities``
-    (N, n_edges) with vertex 0's share 1, vertex 0 left out, by the plan of arrays
-    ``order`` .. ``targets`` (:func:`_planned_measure`).
-    """
-    plan = _elimination.Plan(order, ptr, neighbours, targets)
-    moves = _lanes.empty((probabilities.shape[1],))
-    values = _lanes.empty((plan.ptr.size - 1 + 2 * plan.neighbours.size,))
-    measure = _lanes.empty((x.shape[1],))
-    for first in range(0, x.shape[0], _lanes.LANES):
-        _policy.into_lanes(probabilities, first, 0, probabilities.shape[1], moves)
-        _planned_measure(plan, slots, kept_edges, indptr, indices, moves, values, measure)
-        _policy.out_of_lanes(measure, x.shape[1], first, 0, x)
-
-
-def frontal_adjoint(pattern, factors, right_side, g, mu, out):
-    """Set out (n,) to (0, the solution of A x = b) by one robot's multifrontal
-    ``factors``, for b = ``right_side(g, mu)`` (:func:`centred` or :func:`magnitudes`;
-    ``g`` and ``mu`` that robot's rows, shape (1, n)), as :func:`planned_adjoint` does.
-    """
-    x = np.empty((pattern.n, 1))
-    right_side(g, mu, x)
-    _multifrontal.solve(pattern.analysis, factors, x[:, 0], False)
-    out[0], out[1:] = 0.0, x[:, 0]
-
-
-def frontal_measure(graph, probabilities, factors):
-    """:func:`_grounds._measure` by the multifrontal LU, its factors written into ``factors``."""
-    pattern = _patterns.pattern(graph)
-    frontal_factor(graph, probabilities, factors)
-    x = np.empty((pattern.n, 1))
-    from_first(graph.indptr, graph.indices, probabilities[:, np.newaxis], x)
-    _multifrontal.solve(pattern.analysis, factors, x[:, 0], True)
-    return x
-
-
-def frontal_factor(graph, probabilities, factors):
-    """Factor the A of one robot's edge ``probabilities`` by the graph's multifrontal LU
-    into ``factors``, with the pivots from A's row sums.
-    """
-    pattern = _patterns.pattern(graph)
-    values = np.concatenate([-probabilities[pattern.kept_edges], np.ones(pattern.n)])
-    # A's row sums are the probabilities of moving to vertex 0: exact, with no 1 - sum.
-    to_first = np.zeros(pattern.n)
-    to_first[pattern.first_edges[0]] = probabilities[pattern.first_edges[1]]
-    with _multifrontal.one_blas_thread():
-        _multifrontal.factor(pattern.analysis, values, to_first, factors)
-
-
-@jit
-def planned_stationary(plan, slots, kept_edges, indptr, indices, probabilities, values, mu):
-    """Factor the A_i of LANES robots by the plan into ``values`` (n_slots, LANES), a robot
-    a lane, and set their stationary distributions ``mu`` (n + 1, LANES).
-
-    ``probabilities`` (n_edges, LANES) holds the robots' edge probabilities in lanes
-    (spare lanes a copy of a real robot's). A_i is an M-matrix whose row sums are known
-    exactly, so the factorisation is the cancellation-free one (see
-    :func:`_elimination.factor`), and so is the solve for mu (its right-hand side is
-    >= 0): mu keeps full relative accuracy in every entry, even where the logits make
-    some moves 1e-30 likely, as long as vertex 0's share is at least FAINTEST_GROUND
-    (:func:`_grounds.grounded_elsewhere`).
-    """
-    x = _lanes.empty((plan.ptr.size - 1,))
-    _planned_measure(plan, slots, kept_edges, indptr, indices, probabilities, values, x)
-    normalise(x, mu)
-
-
 @inline_jit
 def _planned_measure(plan, slots, kept_edges, indptr, indices, probabilities, values, x):
     """:func:`planned_stationary` up to its last step: the factors, and in ``x`` (n,
@@ -340,59 +412,6 @@ def _planned_factor(plan, slots, kept_edges, indptr, indices, probabilities, val
     _elimination.factor(plan, values, to_first)
 
 
-@jit
-def planned_adjoint(plan, values, g, mu, h):
-    """Set the adjoint h (n + 1, LANES), h[0] = 0, of up to LANES robots (rows of ``g``
-    and ``mu``; spare lanes 0) from their lanes of the plan's factors.
-    """
-    x = _lanes.full((h.shape[0] - 1,), 0.0)
-    centred(g[: _lanes.LANES], mu[: _lanes.LANES], x)
-    _elimination.solve(plan, values, x, False)
-    h[0] = 0.0
-    for v in range(x.shape[0]):
-        _lanes.copy(h, v + 1, x, v)
-
-
-# The steps both solvers share, on arrays with a column per robot (``probabilities``,
-# ``x``, ``mu``: the plan's lanes, where columns past the last robot are spare; the
-# multifrontal LU's one robot is one column).
-
-
-@inline_jit
-def from_first(indptr, indices, probabilities, x):
-    """Set x = P(0, .) without vertex 0 (a row per vertex, a column per robot; 0 where
-    vertex 0 has no edge): the right-hand side of A^T x = P(0, .). ``probabilities`` has
-    a row per edge.
-    """
-    x[:] = 0.0
-    for e in range(indptr[0], indptr[1]):
-        if indices[e] > 0:
-            for robot in range(x.shape[1]):
-                x[indices[e] - 1, robot] = probabilities[e, robot]
-
-
-@inline_jit
-def centred(g, mu, x):
-    """x[:, robot] = g - (mu . g) 1 without vertex 0: the Poisson equation's right side
-    (``g`` and ``mu`` a row per robot).
-    """
-    for robot in range(g.shape[0]):
-        mean = _mean(g, mu, robot)
-        for v in range(x.shape[0]):
-            x[v, robot] = g[robot, v + 1] - mean
-
-
-@inline_jit
-def magnitudes(g, mu, x):
-    """x[:, robot] = |g| + |mu . g| without vertex 0: a bound on the Poisson equation's
-    right side and on its rounding (``g`` and ``mu`` a row per robot).
-    """
-    for robot in range(g.shape[0]):
-        mean = _mean(g, mu, robot)
-        for v in range(x.shape[0]):
-            x[v, robot] = abs(g[robot, v + 1]) + abs(mean)
-
-
 @inline_jit
 def _mean(g, mu, robot):
     """The mean of g under mu (mu . g) of row ``robot``, its vertices in order."""
@@ -400,21 +419,3 @@ def _mean(g, mu, robot):
     for v in range(g.shape[1]):
         mean += mu[robot, v] * g[robot, v]
     return mean
-
-
-@inline_jit
-def normalise(x, mu):
-    """mu[:, robot] = (1, x[:, robot]) / its sum, clipped to [0, 1] against round-off:
-    with x_0 = 1 the solution of A^T x = P(0, .) is the chain's stationary measure. The
-    loops over robots are innermost, so that on the plan's lanes they are SIMD operations
-    (each robot's sum still adds its vertices in order).
-    """
-    total = np.ones(x.shape[1])
-    for v in range(x.shape[0]):
-        for robot in range(x.shape[1]):
-            total[robot] += x[v, robot]
-    for robot in range(x.shape[1]):
-        mu[0, robot] = min(1.0 / total[robot], 1.0)
-    for v in range(x.shape[0]):
-        for robot in range(x.shape[1]):
-            mu[v + 1, robot] = min(max(x[v, robot] / total[robot], 0.0), 1.0)

@@ -89,6 +89,7 @@ __all__ = [
     "TrainResult",
 ]
 
+
 SCHEDULES = ("simultaneous", "one-at-a-time")
 OPTIMIZERS = ("adam", "plain")
 
@@ -113,6 +114,25 @@ class PatrolState:
     grad: np.ndarray
     mu: np.ndarray
     probabilities: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    logits : ndarray, shape (N, n_edges)
+        The trained policies.
+    history : ndarray, shape (steps + 1,)
+        J before every step and after the last one.
+    state : PatrolState
+        J, gradient and stationary distributions at the trained logits.
+    """
+
+    logits: np.ndarray
+    history: np.ndarray
+    state: PatrolState
 
 
 def transition_probabilities(graph, logits, *, floor=0.0):
@@ -250,108 +270,6 @@ def value_and_grad(graph, logits, *, eps=0.0, floor=0.0):
     """
     _require_graph(graph).require_strongly_connected()
     return _team_state(graph, logits, eps, _check_floor(graph, floor))
-
-
-def _team_state(graph, logits, eps, floor):
-    """:func:`value_and_grad` on a graph already known to be strongly connected, with a
-    floor already checked.
-    """
-    logits = _logits_array(graph, logits, ndims=(2,))
-    eps = max(api._check_eps(eps), _LEAST_SHARE)
-    pattern = _patterns.pattern(graph) if graph.n_vertices > 1 else None
-    if pattern is not None and pattern.plan is not None:
-        return _planned_state(graph, pattern, logits, eps, floor)
-    _require_finite(logits)
-    softmax = _softmax_of(graph, logits)
-    probabilities = _with_floor(graph, softmax.copy() if floor else softmax, floor)
-    team = _Team(graph, probabilities)
-    value, g = api.value_and_grad(team.mu, eps, backend="cpu")
-    grad = team.logit_gradient(g, softmax)
-    flags = _solvers.grounds_losing_digits(team.mu, team.h, grad)
-    flags[list(team.faint)] = True  # their factors were never used
-    regrounded = np.flatnonzero(flags)
-    if regrounded.size:
-        _grounds.reground(graph, regrounded, team.mu, g, probabilities, softmax, grad)
-    if floor:
-        grad *= _floor_scale(graph, floor)  # dP/dsoftmax
-    return PatrolState(value, grad, team.mu, probabilities)
-
-
-def _planned_state(graph, pattern, logits, eps, floor):
-    """:func:`_team_state` on a graph with an elimination plan (its ``pattern``), for
-    logits not yet known to be finite: the whole step in one compiled call (on MUSEUM the
-    separate calls' overhead was most of the step).
-    """
-    group, block, _ = cpu.partition(len(logits))
-    partials, robot, grad, mu, probabilities = _solvers.planned_step(
-        *pattern.planned_arrays, logits, floor, _planned_scale(graph, floor), eps, group, block
-    )
-    if robot == _solvers.LOGITS_NOT_FINITE:
-        _require_finite(logits)
-    if robot >= 0:
-        return _faint_ground_state(graph, logits, mu, probabilities, eps, floor)
-    if robot == _solvers.REGROUND:
-        # Rare enough to take the separate calls: the same g as the step's (its blocks).
-        _, g = api.value_and_grad(mu, eps, backend="cpu")
-        softmax = _softmax_of(graph, logits) if floor else probabilities
-        robots = np.flatnonzero(np.isnan(grad[:, 0]))
-        unscaled = np.empty_like(grad)
-        _grounds.reground(graph, robots, mu, g, probabilities, softmax, unscaled)
-        grad[robots] = unscaled[robots] * (_floor_scale(graph, floor) if floor else 1.0)
-    return PatrolState(math.fsum(partials.tolist()), grad, mu, probabilities)
-
-
-def _faint_ground_state(graph, logits, mu, probabilities, eps, floor):
-    """:func:`_planned_state` where some robot visits vertex 0 too rarely for its mu
-    (``mu`` and ``probabilities`` are the step's, the rows of those robots not usable):
-    their mu grounded elsewhere, then every robot's dJ/dtheta from other grounds than
-    vertex 0 (:func:`_grounds.reground`; rare enough to take the separate calls).
-    """
-    _grounds.ground_faint_robots(graph, probabilities, mu)
-    value, g = api.value_and_grad(mu, eps, backend="cpu")
-    softmax = _softmax_of(graph, logits) if floor else probabilities
-    grad = np.empty_like(probabilities)
-    _grounds.reground(graph, np.arange(len(mu)), mu, g, probabilities, softmax, grad)
-    if floor:
-        grad *= _floor_scale(graph, floor)
-    return PatrolState(value, grad, mu, probabilities)
-
-
-def _planned_scale(graph, floor):
-    """The planned compiled calls' ``scale``: :func:`_floor_scale`, or no entries where
-    there is no floor (the plain softmax, which they then leave unscaled).
-    """
-    return _floor_scale(graph, floor) if floor else _NO_SCALE
-
-
-_NO_SCALE = np.ones(0)
-
-#: mu(s) = 0 comes about here only by underflow (every robot's chain is irreducible, so
-#: every share is positive). The step's dJ/dmu takes it as the least float64 (eps's
-#: clamp: no other share changes), so that a vertex no robot's share reaches has a
-#: finite derivative rather than fastcov's +inf (and dJ/dtheta no NaN from 0 * inf).
-#: That vertex moves dJ/dtheta by no more than its share: the chain rule weighs every
-#: move into s by mu(s') P(s', s) <= mu(s).
-_LEAST_SHARE = float(np.nextafter(0.0, 1.0))
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainResult:
-    """What :func:`train` returns.
-
-    Attributes
-    ----------
-    logits : ndarray, shape (N, n_edges)
-        The trained policies.
-    history : ndarray, shape (steps + 1,)
-        J before every step and after the last one.
-    state : PatrolState
-        J, gradient and stationary distributions at the trained logits.
-    """
-
-    logits: np.ndarray
-    history: np.ndarray
-    state: PatrolState
 
 
 def train(
@@ -503,6 +421,114 @@ def train(
     return TrainResult(theta, np.asarray(history), state)
 
 
+def upper_bound(n_vertices, n_robots):
+    """An upper bound on J for N robots whose stationary distributions live on n vertices.
+
+    mu(s) <= sum_i mu_i(s) gives sum_s mu(s) <= N, and -x log x is concave and increasing
+    up to 1/e, so by Jensen J <= n f(min(N / n, 1/e)) with f(x) = -x log x (natural log).
+
+    Parameters
+    ----------
+    n_vertices, n_robots : int, >= 0
+        No vertices or no robots give 0 (nothing is covered).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A count that is not an integer, or is negative.
+    """
+    n_vertices = _checks.integer(n_vertices, "n_vertices", minimum=0)
+    n_robots = _checks.integer(n_robots, "n_robots", minimum=0)
+    if n_vertices == 0 or n_robots == 0:
+        return 0.0
+    share = min(n_robots / n_vertices, np.exp(-1.0))
+    return float(-n_vertices * share * np.log(share))
+
+
+def _team_state(graph, logits, eps, floor):
+    """:func:`value_and_grad` on a graph already known to be strongly connected, with a
+    floor already checked.
+    """
+    logits = _logits_array(graph, logits, ndims=(2,))
+    eps = max(api._check_eps(eps), _LEAST_SHARE)
+    pattern = _patterns.pattern(graph) if graph.n_vertices > 1 else None
+    if pattern is not None and pattern.plan is not None:
+        return _planned_state(graph, pattern, logits, eps, floor)
+    _require_finite(logits)
+    softmax = _softmax_of(graph, logits)
+    probabilities = _with_floor(graph, softmax.copy() if floor else softmax, floor)
+    team = _Team(graph, probabilities)
+    value, g = api.value_and_grad(team.mu, eps, backend="cpu")
+    grad = team.logit_gradient(g, softmax)
+    flags = _solvers.grounds_losing_digits(team.mu, team.h, grad)
+    flags[list(team.faint)] = True  # their factors were never used
+    regrounded = np.flatnonzero(flags)
+    if regrounded.size:
+        _grounds.reground(graph, regrounded, team.mu, g, probabilities, softmax, grad)
+    if floor:
+        grad *= _floor_scale(graph, floor)  # dP/dsoftmax
+    return PatrolState(value, grad, team.mu, probabilities)
+
+
+def _planned_state(graph, pattern, logits, eps, floor):
+    """:func:`_team_state` on a graph with an elimination plan (its ``pattern``), for
+    logits not yet known to be finite: the whole step in one compiled call (on MUSEUM the
+    separate calls' overhead was most of the step).
+    """
+    group, block, _ = cpu.partition(len(logits))
+    partials, robot, grad, mu, probabilities = _solvers.planned_step(
+        *pattern.planned_arrays, logits, floor, _planned_scale(graph, floor), eps, group, block
+    )
+    if robot == _solvers.LOGITS_NOT_FINITE:
+        _require_finite(logits)
+    if robot >= 0:
+        return _faint_ground_state(graph, logits, mu, probabilities, eps, floor)
+    if robot == _solvers.REGROUND:
+        # Rare enough to take the separate calls: the same g as the step's (its blocks).
+        _, g = api.value_and_grad(mu, eps, backend="cpu")
+        softmax = _softmax_of(graph, logits) if floor else probabilities
+        robots = np.flatnonzero(np.isnan(grad[:, 0]))
+        unscaled = np.empty_like(grad)
+        _grounds.reground(graph, robots, mu, g, probabilities, softmax, unscaled)
+        grad[robots] = unscaled[robots] * (_floor_scale(graph, floor) if floor else 1.0)
+    return PatrolState(math.fsum(partials.tolist()), grad, mu, probabilities)
+
+
+def _faint_ground_state(graph, logits, mu, probabilities, eps, floor):
+    """:func:`_planned_state` where some robot visits vertex 0 too rarely for its mu
+    (``mu`` and ``probabilities`` are the step's, the rows of those robots not usable):
+    their mu grounded elsewhere, then every robot's dJ/dtheta from other grounds than
+    vertex 0 (:func:`_grounds.reground`; rare enough to take the separate calls).
+    """
+    _grounds.ground_faint_robots(graph, probabilities, mu)
+    value, g = api.value_and_grad(mu, eps, backend="cpu")
+    softmax = _softmax_of(graph, logits) if floor else probabilities
+    grad = np.empty_like(probabilities)
+    _grounds.reground(graph, np.arange(len(mu)), mu, g, probabilities, softmax, grad)
+    if floor:
+        grad *= _floor_scale(graph, floor)
+    return PatrolState(value, grad, mu, probabilities)
+
+
+def _planned_scale(graph, floor):
+    """The planned compiled calls' ``scale``: :func:`_floor_scale`, or no entries where
+    there is no floor (the plain softmax, which they then leave unscaled).
+    """
+    return _floor_scale(graph, floor) if floor else _NO_SCALE
+
+
+_NO_SCALE = np.ones(0)
+
+
+#: mu(s) = 0 comes about here only by underflow (every robot's chain is irreducible, so
+#: every share is positive). The step's dJ/dmu takes it as the least float64 (eps's
+#: clamp: no other share changes), so that a vertex no robot's share reaches has a
+#: finite derivative rather than fastcov's +inf (and dJ/dtheta no NaN from 0 * inf).
+#: That vertex moves dJ/dtheta by no more than its share: the chain rule weighs every
+#: move into s by mu(s') P(s', s) <= mu(s).
+_LEAST_SHARE = float(np.nextafter(0.0, 1.0))
+
+
 def _keep_progress(error, step, result):
     """Give ``error``, raised in :func:`train` at ``step``, the training's ``result`` so far."""
     error.result = result
@@ -532,30 +558,6 @@ def _adam(theta, first_moment, second_moment, updates, grad, learning_rate):
             m_hat = first_moment[robot, e] / first_correction
             v_hat = second_moment[robot, e] / second_correction
             theta[robot, e] += learning_rate * m_hat / (np.sqrt(v_hat) + 1e-8)
-
-
-def upper_bound(n_vertices, n_robots):
-    """An upper bound on J for N robots whose stationary distributions live on n vertices.
-
-    mu(s) <= sum_i mu_i(s) gives sum_s mu(s) <= N, and -x log x is concave and increasing
-    up to 1/e, so by Jensen J <= n f(min(N / n, 1/e)) with f(x) = -x log x (natural log).
-
-    Parameters
-    ----------
-    n_vertices, n_robots : int, >= 0
-        No vertices or no robots give 0 (nothing is covered).
-
-    Raises
-    ------
-    TypeError, ValueError
-        A count that is not an integer, or is negative.
-    """
-    n_vertices = _checks.integer(n_vertices, "n_vertices", minimum=0)
-    n_robots = _checks.integer(n_robots, "n_robots", minimum=0)
-    if n_vertices == 0 or n_robots == 0:
-        return 0.0
-    share = min(n_robots / n_vertices, np.exp(-1.0))
-    return float(-n_vertices * share * np.log(share))
 
 
 class _Team:
