@@ -44,28 +44,31 @@ def softmax(indptr, logits, out):
             stop = _block_stop(indptr, start, work.shape[0])
             edges = range(indptr[start], indptr[stop])
             into_lanes(logits, first, edges.start, len(edges), work)
-            softmax_lanes(indptr, start, stop, work)
+            softmax_lanes(indptr, range(start, stop), work)
             out_of_lanes(work, len(edges), first, edges.start, out)
             start = stop
 
 
 @jit
-def softmax_lanes(indptr, start, stop, work):
-    """The softmax of the logits of vertices start .. stop - 1 in ``work``, in place: a row
-    per edge from vertex ``start``'s first, a robot a lane, so that each step over a
+def softmax_lanes(indptr, vertices, work):
+    """The softmax of the logits of the ``vertices`` (a range) in ``work``, in place: a
+    row per edge from the first vertex's first, a robot a lane, so that each step over a
     vertex's edges is one SIMD operation (MUSEUM, 8 robots: 5.9 us as loops over each
     robot's edges, 4.0 us in lanes). Its loops are 512 bits wide where the processor
     allows (``_vmath.prefer_wide_vectors``).
+
+    The vertices come as a range, not as two ints: a call with the int 0 would compile
+    a version of its own for that constant (Numba types it as a literal).
     """
     _vmath.prefer_wide_vectors()
     vertex = _lanes.empty((1,))  # a vertex's largest logit, or its sum
     # Less each vertex's largest logit: exp never overflows.
-    _each_vertex(indptr, start, stop, work, vertex, True)
+    _each_vertex(indptr, vertices, work, vertex, True)
     # One loop over all edges, apart from the per-vertex ones: it vectorises.
     exponents = work.reshape(-1)
-    for k in range((indptr[stop] - indptr[start]) * _lanes.LANES):
+    for k in range((indptr[vertices.stop] - indptr[vertices.start]) * _lanes.LANES):
         exponents[k] = _vmath.exp(exponents[k])
-    _each_vertex(indptr, start, stop, work, vertex, False)
+    _each_vertex(indptr, vertices, work, vertex, False)
 
 
 @inline_jit
@@ -93,25 +96,27 @@ def chain_rule(indptr, indices, probabilities, mu, h, out):
             stop = _block_stop(indptr, start, work.shape[0])
             edges = range(indptr[start], indptr[stop])
             into_lanes(probabilities, first, edges.start, len(edges), work)
-            chain_rule_lanes(indptr, indices, start, stop, work, mu_lanes, h_lanes, gradient)
+            chain_rule_lanes(indptr, indices, range(start, stop), work, mu_lanes, h_lanes, gradient)
             out_of_lanes(gradient, len(edges), first, edges.start, out)
             start = stop
 
 
 @jit
-def chain_rule_lanes(indptr, indices, start, stop, probabilities, mu, h, out):
+def chain_rule_lanes(indptr, indices, vertices, probabilities, mu, h, out):
     """For edge e out of s, with G_e = mu(s) h(target of e):
     dJ/dtheta[e] = P(e) (G_e - sum_{e' out of s} P(e') G_e'),
-    for the vertices start .. stop - 1, a robot a lane: ``probabilities`` and ``out`` a
-    row per edge from vertex ``start``'s first, ``mu`` and ``h`` a row per vertex.
+    for the ``vertices`` (a range, as for :func:`softmax_lanes`), a robot a lane:
+    ``probabilities`` and ``out`` a row per edge from the first vertex's first, ``mu`` and
+    ``h`` a row per vertex.
     """
     mean, zero = _lanes.empty((1,)), _lanes.full((1,), 0.0)
-    for s in range(start, stop):
-        edges = range(indptr[s] - indptr[start], indptr[s + 1] - indptr[start])
+    first = indptr[vertices.start]
+    for s in vertices:
+        edges = range(indptr[s] - first, indptr[s + 1] - first)
         _lanes.copy(mean, 0, zero, 0)
         for e in edges:
             _lanes.copy(out, e, mu, s)
-            _lanes.multiply(out, e, h, indices[indptr[start] + e])
+            _lanes.multiply(out, e, h, indices[first + e])
             _lanes.add_product(mean, 0, probabilities, e, out, e)
         for e in edges:
             _lanes.subtract(out, e, mean, 0)
@@ -190,13 +195,15 @@ def _block_stop(indptr, start, capacity):
 
 
 @jit
-def _each_vertex(indptr, start, stop, work, vertex, largest):
-    """For each vertex s in [start, stop), whose edges' rows of ``work`` begin at row 0
-    with vertex ``start``'s: those rows less their largest (``largest``), or over their sum
-    (times its reciprocal: one division a vertex, not one an edge, and within an ulp).
+def _each_vertex(indptr, vertices, work, vertex, largest):
+    """For each vertex s of the range ``vertices``, whose edges' rows of ``work`` begin at
+    row 0 with the first vertex's: those rows less their largest (``largest``), or over
+    their sum (times its reciprocal: one division a vertex, not one an edge, and within an
+    ulp).
     """
-    for s in range(start, stop):
-        edges = range(indptr[s] - indptr[start], indptr[s + 1] - indptr[start])
+    first = indptr[vertices.start]
+    for s in vertices:
+        edges = range(indptr[s] - first, indptr[s + 1] - first)
         if len(edges) == 0:
             continue
         _lanes.copy(vertex, 0, work, edges.start)

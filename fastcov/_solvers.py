@@ -88,7 +88,7 @@ def planned_step(
     regrounded, status = np.empty(_lanes.LANES, dtype=np.bool_), -1
     for c, first in enumerate(range(0, n_robots, _lanes.LANES)):
         planned_adjoint(plan, values[c], g[first:], mu[first:], h)
-        _policy.chain_rule_lanes(indptr, indices, 0, n, softmax[c], mu_lanes[c], h, gradient)
+        _policy.chain_rule_lanes(indptr, indices, range(n), softmax[c], mu_lanes[c], h, gradient)
         _policy.out_of_lanes(gradient, n_edges, first, 0, grad)
         count = min(_lanes.LANES, n_robots - first)
         _ground_loses_digits(mu_lanes[c], h, gradient, n_edges, count, regrounded)
@@ -366,7 +366,7 @@ def _planned_chains(
     mu_lanes = _lanes.empty((len(chunks), n))
     for c, first in enumerate(chunks):
         _policy.into_lanes(logits, first, 0, n_edges, softmax[c])
-        _policy.softmax_lanes(indptr, 0, n, softmax[c])
+        _policy.softmax_lanes(indptr, range(n), softmax[c])
         if floor:
             _policy.floored(softmax[c], scale, floor, moves[c])
         _policy.out_of_lanes(moves[c], n_edges, first, 0, probabilities)
