@@ -337,12 +337,12 @@ def train(
 
     Notes
     -----
-    An exception raised after the first step has been computed (a later step's
+    An exception raised once the first step has been computed (a later step's
     FloatingPointError where training drove the probabilities too far apart, a warning
-    turned into an error, the callback's own) keeps the training done so far: its
-    ``result`` attribute is the :class:`TrainResult` up to the last step computed (the
-    logits of that step, not the failed update's), and on Python 3.11 and later a note
-    on the exception says so.
+    turned into an error, the callback's own, a KeyboardInterrupt) keeps the training
+    done so far: its ``result`` attribute is the :class:`TrainResult` up to the last step
+    computed (the logits of that step, not those of an update after it), and on Python
+    3.11 and later a note on the exception says so.
     """
     _require_graph(graph)
     try:
@@ -378,47 +378,44 @@ def train(
     updates = np.zeros(n_robots)
     history = []
     round_length = n_robots if schedule == "one-at-a-time" else 1
-    last_update = slice(0), theta[:0]  # the rows a step updated, as they were before it
-    for step in range(iterations + 1):
-        try:
+    kept = undo = None  # the last state computed; the rows updated since, as they were
+    try:
+        for step in range(iterations + 1):
             state = _team_state(graph, theta, 0.0, floor)
-        except Exception as error:
-            if step:
-                logits = theta.copy()  # back to the logits of the last state computed
-                logits[last_update[0]] = last_update[1]
-                _keep_progress(error, step, TrainResult(logits, np.asarray(history), state))
-            raise
-        history.append(state.value)
-        try:
-            stop = callback is not None and callback(step, state)
-        except Exception as error:
-            _keep_progress(error, step, TrainResult(theta, np.asarray(history), state))
-            raise
-        if stop:
-            break
-        converged = (
-            tol is not None
-            and step >= round_length
-            and abs(history[-1] - history[-1 - round_length]) < tol
-        )
-        if step == iterations or converged:
-            break
-        robots = slice(None)
-        if schedule == "one-at-a-time":
-            robots = slice(step % n_robots, step % n_robots + 1)
-        last_update = robots, theta[robots].copy()
-        if optimizer == "plain":
-            theta[robots] += learning_rate * state.grad[robots]
-            continue
-        _adam(
-            theta[robots],
-            first_moment[robots],
-            second_moment[robots],
-            updates[robots],
-            state.grad[robots],
-            learning_rate,
-        )
-    return TrainResult(theta, np.asarray(history), state)
+            kept, undo = state, None
+            history.append(state.value)
+            if callback is not None and callback(step, state):
+                break
+            converged = (
+                tol is not None
+                and step >= round_length
+                and abs(history[-1] - history[-1 - round_length]) < tol
+            )
+            if step == iterations or converged:
+                break
+            robots = slice(None)
+            if schedule == "one-at-a-time":
+                robots = slice(step % n_robots, step % n_robots + 1)
+            undo = robots, theta[robots].copy()
+            if optimizer == "plain":
+                theta[robots] += learning_rate * state.grad[robots]
+                continue
+            _adam(
+                theta[robots],
+                first_moment[robots],
+                second_moment[robots],
+                updates[robots],
+                state.grad[robots],
+                learning_rate,
+            )
+    except (Exception, KeyboardInterrupt) as error:
+        if kept is not None:
+            logits = theta.copy()
+            if undo is not None:
+                logits[undo[0]] = undo[1]  # back to the logits of the state kept
+            _keep_progress(error, step, TrainResult(logits, np.asarray(history), kept))
+        raise
+    return TrainResult(theta, np.asarray(history), kept)
 
 
 def upper_bound(n_vertices, n_robots):

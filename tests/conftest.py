@@ -92,19 +92,19 @@ def hard_inputs(n_agents, n_states, seed, dtype=np.float64):
 
 @pytest.fixture
 def patrol_step_failing_at(monkeypatch):
-    """``install(call, message)``: make the patrol team step that training takes raise
-    FloatingPointError(message) at its ``call``-th call (from 1), as a step does where
-    training drove the probabilities too far apart.
+    """``install(call, error)``: make the patrol team step that training takes raise
+    ``error`` at its ``call``-th call (from 1): a FloatingPointError, as a step raises
+    where training drove the probabilities too far apart, or a KeyboardInterrupt.
     """
     from fastcov import patrol
 
-    def install(call, message):
+    def install(call, error):
         step_of, calls = patrol._team_state, []
 
         def step(*args):
             calls.append(None)
             if len(calls) == call:
-                raise FloatingPointError(message)
+                raise error
             return step_of(*args)
 
         monkeypatch.setattr(patrol, "_team_state", step)

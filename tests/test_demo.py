@@ -222,7 +222,7 @@ def test_a_figure_goes_to_the_path_given_in_the_format_of_its_extension(tmp_path
 def test_training_driven_too_far_is_an_error_naming_its_step(
     tmp_path, capsys, patrol_step_failing_at
 ):
-    patrol_step_failing_at(3, "probabilities too far apart")  # step 2
+    patrol_step_failing_at(3, FloatingPointError("probabilities too far apart"))  # step 2
     assert main(["demo", "--graph", "house", "-o", str(tmp_path / "x.png")]) == 1
     printed = capsys.readouterr()
     assert printed.err.startswith(
