@@ -378,11 +378,14 @@ def train(
     updates = np.zeros(n_robots)
     history = []
     round_length = n_robots if schedule == "one-at-a-time" else 1
-    kept = undo = None  # the last state computed; the rows updated since, as they were
+    # The last state computed, and the rows updated since, whose logits in that state are
+    # kept in ``before`` (should a later step fail).
+    kept = updated = None
+    before = np.empty_like(theta)
     try:
         for step in range(iterations + 1):
             state = _team_state(graph, theta, 0.0, floor)
-            kept, undo = state, None
+            kept, updated = state, None
             history.append(state.value)
             if callback is not None and callback(step, state):
                 break
@@ -396,23 +399,25 @@ def train(
             robots = slice(None)
             if schedule == "one-at-a-time":
                 robots = slice(step % n_robots, step % n_robots + 1)
-            undo = robots, theta[robots].copy()
             if optimizer == "plain":
+                before[robots] = theta[robots]
                 theta[robots] += learning_rate * state.grad[robots]
-                continue
-            _adam(
-                theta[robots],
-                first_moment[robots],
-                second_moment[robots],
-                updates[robots],
-                state.grad[robots],
-                learning_rate,
-            )
+            else:
+                _adam(
+                    theta[robots],
+                    before[robots],
+                    first_moment[robots],
+                    second_moment[robots],
+                    updates[robots],
+                    state.grad[robots],
+                    learning_rate,
+                )
+            updated = robots
     except (Exception, KeyboardInterrupt) as error:
         if kept is not None:
             logits = theta.copy()
-            if undo is not None:
-                logits[undo[0]] = undo[1]  # back to the logits of the state kept
+            if updated is not None:
+                logits[updated] = before[updated]  # back to the logits of the state kept
             _keep_progress(error, step, TrainResult(logits, np.asarray(history), kept))
         raise
     return TrainResult(theta, np.asarray(history), kept)
@@ -537,11 +542,12 @@ def _keep_progress(error, step, result):
 
 
 @jit
-def _adam(theta, first_moment, second_moment, updates, grad, learning_rate):
-    """One Adam ascent step, in place, for the robots (rows) given; ``updates`` counts each
-    robot's steps (its bias correction). The operations and their order are the
-    textbook's, so the result is that of its array expressions bit for bit (each bias
-    correction from the scalar power: NumPy's array power may differ in the last bit).
+def _adam(theta, before, first_moment, second_moment, updates, grad, learning_rate):
+    """One Adam ascent step, in place, for the robots (rows) given, with ``theta`` as it
+    was left in ``before``; ``updates`` counts each robot's steps (its bias correction).
+    The operations and their order are the textbook's, so the result is that of its
+    array expressions bit for bit (each bias correction from the scalar power: NumPy's
+    array power may differ in the last bit).
     Compiled: as some twenty small array operations it took about 15 us, as long as the
     gradient step itself on MUSEUM.
     """
@@ -550,6 +556,7 @@ def _adam(theta, first_moment, second_moment, updates, grad, learning_rate):
         first_correction = 1.0 - 0.9 ** updates[robot]
         second_correction = 1.0 - 0.999 ** updates[robot]
         for e in range(theta.shape[1]):
+            before[robot, e] = theta[robot, e]
             first_moment[robot, e] = first_moment[robot, e] * 0.9 + 0.1 * grad[robot, e]
             second_moment[robot, e] = second_moment[robot, e] * 0.999 + 0.001 * grad[robot, e] ** 2
             m_hat = first_moment[robot, e] / first_correction

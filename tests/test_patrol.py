@@ -948,13 +948,16 @@ def test_training_stops_at_tolerance_and_on_callback():
 
 
 @pytest.mark.parametrize("error", [FloatingPointError("too far apart"), KeyboardInterrupt()])
+@pytest.mark.parametrize("optimizer", patrol.OPTIMIZERS)
 @pytest.mark.parametrize("schedule", patrol.SCHEDULES)
-def test_a_failed_step_keeps_the_training_before_it(patrol_step_failing_at, schedule, error):
+def test_a_failed_step_keeps_the_training_before_it(
+    patrol_step_failing_at, schedule, optimizer, error
+):
     g = graph.load("house")
-    expected = patrol.train(g, 3, iterations=2, schedule=schedule)
+    expected = patrol.train(g, 3, iterations=2, schedule=schedule, optimizer=optimizer)
     patrol_step_failing_at(4, error)  # step 3
     with pytest.raises(type(error)) as caught:
-        patrol.train(g, 3, iterations=10, schedule=schedule)
+        patrol.train(g, 3, iterations=10, schedule=schedule, optimizer=optimizer)
     assert caught.value is error
     kept = caught.value.result
     np.testing.assert_array_equal(kept.history, expected.history)
