@@ -89,7 +89,6 @@ __all__ = [
     "TrainResult",
 ]
 
-
 SCHEDULES = ("simultaneous", "one-at-a-time")
 OPTIMIZERS = ("adam", "plain")
 
