@@ -14,7 +14,10 @@ def _dispatchers():
     for module_info in pkgutil.iter_modules(fastcov.__path__):
         if module_info.name == "cuda":  # numba-cuda kernels: options of their own
             continue
-        module = importlib.import_module(f"fastcov.{module_info.name}")
+        try:
+            module = importlib.import_module(f"fastcov.{module_info.name}")
+        except ImportError:  # fastcov.plot without matplotlib: it compiles nothing
+            continue
         for name, value in vars(module).items():
             if isinstance(value, numba.core.registry.CPUDispatcher):
                 if value.py_func.__module__ == module.__name__:
