@@ -10,6 +10,7 @@ import dataclasses
 import os
 import re
 import sys
+import threading
 import time
 
 import numpy as np
@@ -228,26 +229,61 @@ def _read_edge_list(path):
 class _ProgressBar:
     """A one-line text bar, redrawn at most every 1 % of the steps; silent unless the
     stream is a terminal (a log file gets no carriage-return clutter).
+
+    Until the first step is drawn, a line counts the seconds once ``patience`` have
+    passed: on a fresh install the first step compiles the kernels, some 20 s, and the
+    command would otherwise say nothing meanwhile.
     """
 
-    def __init__(self, stream, width=30):
+    def __init__(self, stream, width=30, patience=1.0):
         self.stream, self.width, self.drawn = stream, width, -1
         self.shown = stream.isatty()
+        self._written = 0  # the length of the line on the terminal
+        self._lock = threading.Lock()  # the waiting line is drawn from its own thread
+        self._first_step = threading.Event()
+        self._waiting = None
+        if self.shown:
+            self._waiting = threading.Thread(
+                target=self._count_seconds, args=(time.perf_counter(), patience), daemon=True
+            )
+            self._waiting.start()
 
     def update(self, step, total, value):
         if not self.shown:
             return
+        self._first_step.set()
         filled = self.width * step // max(total, 1)
         percent = 100 * step // max(total, 1)
         if percent == self.drawn and step != total:
             return
         self.drawn = percent
         bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\rtraining [{bar}] {step}/{total}  J = {value:.4f}")
-        self.stream.flush()
+        self._draw(f"training [{bar}] {step}/{total}  J = {value:.4f}")
 
     def close(self):
         if not self.shown:
             return
+        self._first_step.set()
+        self._waiting.join()
         self.stream.write("\n")
         self.stream.flush()
+
+    def _count_seconds(self, start, patience):
+        wait = patience
+        while not self._first_step.wait(wait):
+            seconds = time.perf_counter() - start
+            # Shorter than 80 columns: a line that wraps is not redrawn in place.
+            line = (
+                f"training: the first step, {seconds:.0f} s (it compiles the kernels on first use)"
+            )
+            self._draw(line, unless_started=True)
+            wait = 1.0
+
+    def _draw(self, line, unless_started=False):
+        with self._lock:
+            if unless_started and self._first_step.is_set():
+                return
+            # Spaces cover what is left of a longer line before it.
+            self.stream.write("\r" + line + " " * (self._written - len(line)))
+            self._written = len(line)
+            self.stream.flush()

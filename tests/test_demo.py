@@ -3,6 +3,7 @@
 import io
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -79,6 +80,33 @@ def test_the_progress_bar_draws_on_a_terminal_only():
     bar.update(1, 2, 0.0)
     bar.close()
     assert log.getvalue() == ""
+
+
+def test_the_progress_bar_counts_the_seconds_of_a_slow_first_step():
+    terminal = _Terminal()
+    bar = demo._ProgressBar(terminal, width=10, patience=0.0)
+    deadline = time.monotonic() + 30
+    while not terminal.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    bar.update(1, 4, 1.5)
+    bar.close()
+    waiting, *drawn = terminal.getvalue().split("\r")[1:]
+    assert waiting.startswith("training: the first step, 0 s (it compiles the kernels")
+    assert len(waiting) < 80  # a line that wraps on a terminal is not redrawn in place
+    first = "training [##........] 1/4  J = 1.5000"
+    # The bar covers the longer line before it; nothing is drawn over the bar after it.
+    assert drawn == [first + " " * (len(waiting) - len(first)) + "\n"]
+
+
+def test_the_progress_bar_is_silent_while_the_first_step_is_quick():
+    terminal = _Terminal()
+    bar = demo._ProgressBar(terminal, width=10, patience=60.0)
+    bar.update(0, 4, 1.0)
+    bar.close()  # at once: it does not wait out the patience
+    assert terminal.getvalue() == "\rtraining [..........] 0/4  J = 1.0000\n"
+    bar = demo._ProgressBar(_Terminal(), patience=60.0)
+    bar.close()  # a training that raised before its first step
+    assert not bar._waiting.is_alive()
 
 
 def test_layout_keeps_neighbours_close():
