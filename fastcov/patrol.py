@@ -377,15 +377,16 @@ def train(
     updates = np.zeros(n_robots)
     history = []
     round_length = n_robots if schedule == "one-at-a-time" else 1
-    # The last state computed, and the rows updated since, whose logits in that state are
-    # kept in ``before`` (should a later step fail).
-    kept = updated = None
+    # The last state computed, as (step, state) in one assignment; a row of theta updated
+    # since then has its logits of that state in ``before`` and has one more count in
+    # ``updates`` than :func:`_updates_before` that step (should a later step fail).
+    kept = None
     before = np.empty_like(theta)
     try:
         for step in range(iterations + 1):
             state = _team_state(graph, theta, 0.0, floor)
-            kept, updated = state, None
             history.append(state.value)
+            kept = step, state
             if callback is not None and callback(step, state):
                 break
             converged = (
@@ -399,7 +400,10 @@ def train(
             if schedule == "one-at-a-time":
                 robots = slice(step % n_robots, step % n_robots + 1)
             if optimizer == "plain":
+                # In this order, wherever an interrupt lands, a row counted as updated has
+                # its logits in ``before``. (_adam does all three in compiled code.)
                 before[robots] = theta[robots]
+                updates[robots] += 1.0
                 theta[robots] += learning_rate * state.grad[robots]
             else:
                 _adam(
@@ -411,15 +415,16 @@ def train(
                     state.grad[robots],
                     learning_rate,
                 )
-            updated = robots
     except (Exception, KeyboardInterrupt) as error:
         if kept is not None:
+            kept_step, kept_state = kept
             logits = theta.copy()
-            if updated is not None:
-                logits[updated] = before[updated]  # back to the logits of the state kept
-            _keep_progress(error, step, TrainResult(logits, np.asarray(history), kept))
+            updated = updates > _updates_before(kept_step, n_robots, round_length)
+            logits[updated] = before[updated]  # back to the logits of the state kept
+            values = np.asarray(history[: kept_step + 1])
+            _keep_progress(error, step, TrainResult(logits, values, kept_state))
         raise
-    return TrainResult(theta, np.asarray(history), kept)
+    return TrainResult(theta, np.asarray(history), kept[1])
 
 
 def upper_bound(n_vertices, n_robots):
@@ -538,6 +543,15 @@ def _keep_progress(error, step, result):
             f"fastcov.patrol.train stopped at step {step}; the exception's .result holds "
             f"the training up to step {len(result.history) - 1}"
         )
+
+
+def _updates_before(step, n_robots, round_length):
+    """How many updates each robot has had before ``step`` of :func:`train`: one a step, or
+    (``round_length`` = N, one robot a step in turn) one a round.
+    """
+    if round_length == 1:
+        return np.full(n_robots, float(step))
+    return (step - np.arange(n_robots) + n_robots - 1) // n_robots  # robot r at r, r + N, ..
 
 
 @jit

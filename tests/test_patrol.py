@@ -968,6 +968,31 @@ def test_a_failed_step_keeps_the_training_before_it(
         assert "up to step 2" in caught.value.__notes__[0]
 
 
+@pytest.mark.parametrize("schedule", patrol.SCHEDULES)
+def test_an_interrupt_just_after_an_update_keeps_the_logits_of_the_state_before_it(
+    monkeypatch, schedule
+):
+    # The interrupt lands as Adam's compiled update returns: its rows are updated, but the
+    # training's own bookkeeping after the call has not run.
+    g = graph.load("house")
+    expected = patrol.train(g, 3, iterations=4, schedule=schedule)
+    update, calls = patrol._adam, []
+
+    def interrupted_after_its_fifth_call(*args):
+        update(*args)
+        calls.append(None)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(patrol, "_adam", interrupted_after_its_fifth_call)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        patrol.train(g, 3, iterations=10, schedule=schedule)
+    kept = caught.value.result
+    np.testing.assert_array_equal(kept.history, expected.history)
+    np.testing.assert_array_equal(kept.logits, expected.logits)
+    assert patrol.value_and_grad(g, kept.logits).value == kept.history[-1]
+
+
 def test_a_first_step_that_fails_has_no_training_to_keep(patrol_step_failing_at):
     patrol_step_failing_at(1, FloatingPointError("too far apart"))
     with pytest.raises(FloatingPointError) as caught:
