@@ -406,7 +406,9 @@ def _index_array(array, name):
         raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
     if array.dtype.kind not in "iu" and not (array.dtype.kind == "f" and array.size == 0):
         raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
-    if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
+    # uint64 against uint64: NumPy 1's uint64 against int compared them as float64, in
+    # which 2^63 is int64's largest value.
+    if array.dtype.kind == "u" and array.size and array.max() > np.uint64(2**63 - 1):
         raise ValueError(f"{name} holds {array.max()}, too large for a vertex or edge index")
     return array.astype(np.int64)
 
