@@ -45,11 +45,16 @@ def test_gradient_matches_jax_autodiff():
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
     g, theta, state = _case()
-    with jax.enable_x64(True):
+    # The flag, set and restored: JAX 0.4, which pyproject allows, has no jax.enable_x64().
+    x64 = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
         objective = lambda at: _dense_objective(  # noqa: E731
             jnp, g, at, lambda x: jax.nn.softmax(x, axis=1), jnp.linalg.solve
         )
         value, grad = jax.value_and_grad(objective)(jnp.asarray(theta, dtype=jnp.float64))
+    finally:
+        jax.config.update("jax_enable_x64", x64)
     assert float(value) == pytest.approx(state.value, rel=1e-12)
     np.testing.assert_allclose(np.asarray(grad), state.grad, rtol=1e-9, atol=1e-12)
 
