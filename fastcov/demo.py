@@ -230,8 +230,8 @@ class _ProgressBar:
     """A one-line text bar, redrawn at most every 1 % of the steps; silent unless the
     stream is a terminal (a log file gets no carriage-return clutter).
 
-    Until the first step is drawn, a line counts the seconds once ``patience`` have
-    passed: on a fresh install the first step compiles the kernels, some 20 s, and the
+    Until the first step is done, a line counts its seconds, from ``patience`` seconds
+    on: on a fresh install the first step compiles the kernels, some 20 s, and the
     command would otherwise say nothing meanwhile.
     """
 
