@@ -27,7 +27,10 @@ def test_two_agents_hand_worked(backend):
     J, g = fastcov.value_and_grad(mu, backend=backend)
     assert J == pytest.approx(-0.625 * math.log(0.625), rel=1e-15)
     np.testing.assert_allclose(g[:, 0], [-weight * 0.75, -weight * 0.5], rtol=1e-15)
-    assert fastcov.coverage(mu, backend=backend)[0] == pytest.approx(0.625, rel=1e-15)
+    # The kernels' recurrence m <- m + mu_i q is exact here; the reference's
+    # -expm1(sum log1p(-mu_i)) is within an ulp (0.625 - 1 ulp with NumPy 1.24).
+    exact = 0.625 if backend != "numpy" else pytest.approx(0.625, rel=1e-15)
+    assert fastcov.coverage(mu, backend=backend)[0] == exact
 
 
 def test_agent_at_one_leave_one_out_is_exact(backend):
