@@ -40,6 +40,9 @@ float32 or float64, outputs are device arrays of mu's dtype. A value out of rang
 entry, found by a second kernel (an integer atomic min) only on that error path.
 """
 
+import functools
+import importlib
+import importlib.metadata
 import math
 import warnings
 
@@ -51,8 +54,15 @@ from . import _config
 from ._errors import InvalidValues
 from ._memory import HostMemory, is_device_array
 
+_UNITLESS_TIMEDELTA = r"The 'generic' unit for NumPy timedelta is deprecated"
+
 try:
-    from numba import cuda
+    # numba-cuda (in maintenance, 0.30 included) makes a NaT without a unit at its import,
+    # which NumPy 2.5 deprecates: under -W error that import would fail, and fastcov's
+    # with it, for a line of numba-cuda's that fastcov cannot change.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _UNITLESS_TIMEDELTA, DeprecationWarning)
+        from numba import cuda
 except ImportError as error:  # numba-cuda not installed, and no CUDA target in numba
     cuda = None
     _IMPORT_ERROR = error
@@ -78,15 +88,19 @@ def require():
     """Raise RuntimeError saying why the CUDA backend cannot run here; return if it can."""
     if cuda is None:
         raise RuntimeError(f"the CUDA backend needs numba-cuda, which is not installed: {_INSTALL}")
-    if _SIMULATOR or cuda.is_available():
-        return
-    try:
-        cuda.current_context()
-    except Exception as error:  # the driver says why: no library, no device, too old
-        reason = " ".join(str(error).split()).rstrip(" :")
-    else:
-        reason = "numba.cuda.is_available() is False"
-    raise RuntimeError(f"the CUDA backend cannot run on this machine: {reason}")
+    if _SIMULATOR:
+        return  # it runs the kernels as Python, compiling nothing
+    if not cuda.is_available():
+        try:
+            cuda.current_context()
+        except Exception as error:  # the driver says why: no library, no device, too old
+            reason = " ".join(str(error).split()).rstrip(" :")
+        else:
+            reason = "numba.cuda.is_available() is False"
+        raise RuntimeError(f"the CUDA backend cannot run on this machine: {reason}")
+    problem = _compiler_problem()
+    if problem is not None:
+        raise RuntimeError(f"the CUDA backend cannot compile its kernels here: {problem}")
 
 
 def describe():
@@ -101,6 +115,28 @@ def describe():
     name = device.name.decode() if isinstance(device.name, bytes) else device.name
     major, minor = device.compute_capability
     return f"available: {name} (compute capability {major}.{minor})"
+
+
+@functools.cache
+def _compiler_problem():
+    """Why numba-cuda cannot compile kernels with this NumPy, or None where it can.
+
+    numba-cuda 0.21 and later (0.30 included) register a function of NumPy's that NumPy
+    2.5 removed, np.row_stack, when their compiler first loads its array functions; every
+    kernel's first launch, and ``cuda.compile_ptx``, then fail with an AttributeError
+    that names neither. Loading those functions here turns that into a reason and a fix.
+    """
+    try:
+        importlib.import_module("numba.cuda.np.arrayobj")
+    except ModuleNotFoundError:
+        return None  # a numba-cuda without its own array functions (0.20: numba's)
+    except AttributeError as error:
+        version = importlib.metadata.version("numba-cuda")
+        return (
+            f"numba-cuda {version} does not support NumPy {np.__version__} ({error}); "
+            "pip install 'numpy<2.5', as fastcov's cuda extra does"
+        )
+    return None
 
 
 # ---------------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ def compile_ptx():
 
     from fastcov import cuda as backend
 
+    if backend._compiler_problem() is not None:  # a NumPy that the cuda extra excludes
+        pytest.skip(backend._compiler_problem())
+
     class Hopper:  # device functions ask the current device its compute capability
         compute_capability = (9, 0)
 
@@ -71,6 +74,46 @@ def test_import_does_not_touch_numba_cuda():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_cuda_backend_loads_where_warnings_are_errors():
+    # numba-cuda's import warns under NumPy >= 2.5 (a NaT without a unit); a user's
+    # -W error must not turn that into a failed import of fastcov's backend.
+    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    code = "import fastcov.cuda, fastcov; print(fastcov.available_backends())"
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "'cpu'" in result.stdout
+
+
+def test_a_numpy_that_numba_cuda_cannot_compile_with_is_named():
+    cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    from fastcov import cuda as backend
+
+    def axpy(a, x, y):  # any kernel: numba-cuda loads its array functions for all
+        i = cuda.grid(1)
+        if i < x.size:
+            y[i] += a * x[i]
+
+    try:
+        cuda.compile_ptx(axpy, "(float64, float64[:], float64[:])", cc=(9, 0))
+    except AttributeError as error:
+        problem = backend._compiler_problem()
+        assert problem is not None and str(error) in problem and "numpy<2.5" in problem
+    else:
+        assert backend._compiler_problem() is None
+
+
+def test_the_backend_refuses_to_run_where_it_cannot_compile(monkeypatch):
+    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    from fastcov import cuda as backend
+
+    monkeypatch.setattr(backend.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(backend, "_compiler_problem", lambda: "numba-cuda 0.30 does not ...")
+    with pytest.raises(RuntimeError, match="cannot compile its kernels here: numba-cuda 0.30"):
+        fastcov.entropy(np.full((2, 3), 0.5), backend="cuda")
 
 
 def test_cuda_backend_says_why_it_cannot_run():
