@@ -24,6 +24,7 @@ from ._jit import jit
 
 __all__ = [
     "LANES",
+    "ONE_ROW",
     "add",
     "add_product",
     "copy",
@@ -42,6 +43,11 @@ __all__ = [
 
 #: Lanes of a row: 8 float64 are one AVX-512 register, two AVX2 ones.
 LANES = 8
+
+#: The shape of one row for :func:`empty` and :func:`full`. Its count is an int64, not
+#: the int 1: Numba types a constant int as a literal, and each function would be
+#: compiled again for it (0.15-0.35 s each, in the patrol step's first call).
+ONE_ROW = (np.int64(1),)
 
 _VECTOR = ir.VectorType(ir.DoubleType(), LANES)
 

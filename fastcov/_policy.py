@@ -61,7 +61,7 @@ def softmax_lanes(indptr, vertices, work):
     a version of its own for that constant (Numba types it as a literal).
     """
     _vmath.prefer_wide_vectors()
-    vertex = _lanes.empty((1,))  # a vertex's largest logit, or its sum
+    vertex = _lanes.empty(_lanes.ONE_ROW)  # a vertex's largest logit, or its sum
     # Less each vertex's largest logit: exp never overflows.
     _each_vertex(indptr, vertices, work, vertex, True)
     # One loop over all edges, apart from the per-vertex ones: it vectorises.
@@ -109,7 +109,7 @@ def chain_rule_lanes(indptr, indices, vertices, probabilities, mu, h, out):
     ``probabilities`` and ``out`` a row per edge from the first vertex's first, ``mu`` and
     ``h`` a row per vertex.
     """
-    mean, zero = _lanes.empty((1,)), _lanes.full((1,), 0.0)
+    mean, zero = _lanes.empty(_lanes.ONE_ROW), _lanes.full(_lanes.ONE_ROW, 0.0)
     first = indptr[vertices.start]
     for s in vertices:
         edges = range(indptr[s] - first, indptr[s + 1] - first)

@@ -309,8 +309,9 @@ _EPSILON = np.finfo(np.float64).eps
 _GROUND_ERROR = 1e-8
 
 
-#: Rows over which :func:`_ground_loses_digits` keeps each maximum.
-_CHAINS = 4
+#: Rows over which :func:`_ground_loses_digits` keeps each maximum (an int64, not an
+#: int, so that :func:`_lanes.full` is not compiled again for a literal 4).
+_CHAINS = np.int64(4)
 
 
 @inline_jit
@@ -398,7 +399,7 @@ def _planned_factor(plan, slots, kept_edges, indptr, indices, probabilities, val
     """
     n = plan.ptr.size - 1
     values[:] = 0.0
-    one = _lanes.full((1,), 1.0)
+    one = _lanes.full(_lanes.ONE_ROW, 1.0)
     for k in range(kept_edges.size, slots.size):  # the diagonal
         _lanes.copy(values, slots[k], one, 0)
     for k in range(kept_edges.size):
