@@ -24,8 +24,9 @@ def compile_ptx():
 
     from fastcov import cuda as backend
 
-    if backend._compiler_problem() is not None:  # a NumPy that the cuda extra excludes
-        pytest.skip(backend._compiler_problem())
+    problem = backend._compiler_problem()
+    if problem is not None:  # a NumPy that the cuda extra excludes
+        pytest.skip(problem)
 
     class Hopper:  # device functions ask the current device its compute capability
         compute_capability = (9, 0)
