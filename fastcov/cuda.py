@@ -44,6 +44,7 @@ import functools
 import importlib
 import importlib.metadata
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -72,6 +73,7 @@ else:
 __all__ = [
     "require",
     "describe",
+    "install_hint",
     "Memory",
     "coverage",
     "entropy",
@@ -81,13 +83,15 @@ __all__ = [
 ]
 
 _SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
-_INSTALL = "pip install 'fastcov[cuda]'  (numba-cuda with the CUDA 13 wheels)"
 
 
 def require():
     """Raise RuntimeError saying why the CUDA backend cannot run here; return if it can."""
     if cuda is None:
-        raise RuntimeError(f"the CUDA backend needs numba-cuda, which is not installed: {_INSTALL}")
+        raise RuntimeError(
+            "the CUDA backend needs numba-cuda, which is not installed: "
+            + install_hint(sys.version_info)
+        )
     if _SIMULATOR:
         return  # it runs the kernels as Python, compiling nothing
     if not cuda.is_available():
@@ -115,6 +119,18 @@ def describe():
     name = device.name.decode() if isinstance(device.name, bytes) else device.name
     major, minor = device.compute_capability
     return f"available: {name} (compute capability {major}.{minor})"
+
+
+def install_hint(python):
+    """How to install numba-cuda for the Python of version ``python`` (a
+    ``sys.version_info``, or a tuple (major, minor)), or why fastcov's extra does not.
+    """
+    if tuple(python[:2]) >= (3, 15):
+        return (
+            "fastcov's cuda extra installs it on Python 3.14 and earlier only, as numba-cuda "
+            f"with the CUDA 13 wheels does not install on Python {python[0]}.{python[1]}"
+        )
+    return "pip install 'fastcov[cuda]'  (numba-cuda with the CUDA 13 wheels)"
 
 
 @functools.cache

@@ -1,6 +1,7 @@
 """Bad input: the right exception, with the offending position in the message."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +214,21 @@ def test_a_stream_is_for_the_cuda_backend_only(backend):
 def test_cuda_backend_explains_itself():
     with pytest.raises(RuntimeError, match="CUDA backend"):
         fastcov.entropy(np.full((2, 3), 0.5), backend="cuda")
+
+
+def test_the_cuda_install_hint_follows_the_extras_python_bound():
+    from fastcov import cuda
+
+    for python in ((3, 10), (3, 14, 2, "final", 0)):
+        assert "pip install 'fastcov[cuda]'" in cuda.install_hint(python)
+    hint = cuda.install_hint((3, 15, 0, "final", 0))
+    assert "on Python 3.14 and earlier only" in hint and "Python 3.15" in hint
+    assert "pip install" not in hint  # the extra would install nothing there
+    # pyproject.toml's cuda extra stops where the hint says it does.
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
+    pyproject = Path(__file__).parents[1] / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("not run from a checkout")
+    with pyproject.open("rb") as file:
+        extra = tomllib.load(file)["project"]["optional-dependencies"]["cuda"]
+    assert extra and all(line.endswith("; python_version < '3.15'") for line in extra)
