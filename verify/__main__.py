@@ -1,6 +1,7 @@
 """python -m verify: symbolic proof checks of Theorem 1 and of fastcov's kernels."""
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -23,18 +24,36 @@ def main(argv=None):
         f"{CHAIN_AGENTS} for the others; larger takes longer)",
     )
     parser.add_argument("--quick", action="store_true", help=f"N <= {QUICK_AGENTS}, for CI")
-    # Opened before the checks run, so that a path that cannot be written fails at once.
-    parser.add_argument(
-        "--json",
-        metavar="FILE",
-        type=argparse.FileType("w", encoding="utf-8"),
-        help="also write the rows as JSON",
-    )
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     parser.add_argument("--latex", action="store_true", help="print the derived gradient, N = 2")
     args = parser.parse_args(argv)
     cap = QUICK_AGENTS if args.quick else args.max_agents
     if cap is not None and cap < 1:
         parser.error("--max-agents must be at least 1")
+    with _json_file(parser, args.json) as json_file:
+        failed = _run_checks(cap, json_file)
+    if args.latex:
+        _print_latex()
+    return 1 if failed else 0
+
+
+def _json_file(parser, path):
+    """``path`` opened for writing, before the checks run, so that a path that cannot be
+    written fails at once (argparse.FileType did so, and Python 3.14 deprecates it); a
+    context giving None where no path was given.
+    """
+    if path is None:
+        return contextlib.nullcontext()
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as error:
+        parser.error(f"argument --json: can't open '{path}': {error.strerror}")
+
+
+def _run_checks(cap, json_file):
+    """Run every check for N up to ``cap`` (None: the defaults), print the table and the
+    verdict, write the rows to ``json_file`` unless it is None; return the failed rows.
+    """
     start = time.perf_counter()
     rows = []
     print(f"{'check':34} {'N':>2}  {'result':6} {'seconds':>8}  detail")
@@ -57,12 +76,9 @@ def main(argv=None):
     total = time.perf_counter() - start
     verdict = "FAILED" if failed else "PROVED"
     print(f"{verdict}: {len(rows) - len(failed)} of {len(rows)} checks passed in {total:.1f} s")
-    if args.latex:
-        _print_latex()
-    if args.json:
-        with args.json as handle:
-            json.dump([dataclasses.asdict(row) for row in rows], handle, indent=1)
-    return 1 if failed else 0
+    if json_file is not None:
+        json.dump([dataclasses.asdict(row) for row in rows], json_file, indent=1)
+    return failed
 
 
 def _print_latex():
