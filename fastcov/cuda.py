@@ -135,13 +135,22 @@ def install_hint(python):
 
 @functools.cache
 def _compiler_problem():
-    """Why numba-cuda cannot compile kernels with this NumPy, or None where it can.
+    """Why the kernels cannot compile here, or None where they can.
 
-    numba-cuda 0.21 and later (0.30 included) register a function of NumPy's that NumPy
-    2.5 removed, np.row_stack, when their compiler first loads its array functions; every
-    kernel's first launch, and ``cuda.compile_ptx``, then fail with an AttributeError
-    that names neither. Loading those functions here turns that into a reason and a fix.
+    Without libNVVM, the CUDA compiler: numba-cuda brings it in its CUDA 13 wheels, but
+    numba itself (0.68 included) still has a CUDA target of its own, which imports
+    without numba-cuda and then finds no compiler unless a CUDA toolkit is installed.
+
+    With a NumPy that numba-cuda cannot compile with: numba-cuda 0.21 and later (0.30
+    included) register a function of NumPy's that NumPy 2.5 removed, np.row_stack, when
+    their compiler first loads its array functions; every kernel's first launch, and
+    ``cuda.compile_ptx``, then fail with an AttributeError that names neither. Loading
+    those functions here turns that into a reason and a fix.
     """
+    from numba.cuda.cudadrv import nvvm
+
+    if not nvvm.is_available():
+        return "libNVVM, the CUDA compiler, is not available: " + install_hint(sys.version_info)
     try:
         importlib.import_module("numba.cuda.np.arrayobj")
     except ModuleNotFoundError:

@@ -89,8 +89,13 @@ def test_the_cuda_backend_loads_where_warnings_are_errors():
     assert "'cpu'" in result.stdout
 
 
-def test_a_numpy_that_numba_cuda_cannot_compile_with_is_named():
+def test_what_keeps_the_kernels_from_compiling_is_named():
+    # Exactly where a kernel fails to compile: without libNVVM (numba's own CUDA target,
+    # numba-cuda not installed, no CUDA toolkit), or under a NumPy numba-cuda cannot
+    # compile with.
     cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    from numba.cuda.cudadrv.error import NvvmSupportError
+
     from fastcov import cuda as backend
 
     def axpy(a, x, y):  # any kernel: numba-cuda loads its array functions for all
@@ -100,11 +105,31 @@ def test_a_numpy_that_numba_cuda_cannot_compile_with_is_named():
 
     try:
         cuda.compile_ptx(axpy, "(float64, float64[:], float64[:])", cc=(9, 0))
+    except NvvmSupportError:
+        problem = backend._compiler_problem()
+        assert problem is not None and problem.startswith("libNVVM, the CUDA compiler,")
+        assert backend.install_hint(sys.version_info) in problem
     except AttributeError as error:
         problem = backend._compiler_problem()
         assert problem is not None and str(error) in problem and "numpy<2.5" in problem
     else:
         assert backend._compiler_problem() is None
+
+
+def test_a_missing_compiler_is_named_before_a_kernel_compiles(monkeypatch):
+    pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+    from numba.cuda.cudadrv import nvvm
+
+    from fastcov import cuda as backend
+
+    monkeypatch.setattr(backend.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(nvvm, "is_available", lambda: False)
+    backend._compiler_problem.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="cannot compile its kernels here: libNVVM"):
+            fastcov.entropy(np.full((2, 3), 0.5), backend="cuda")
+    finally:
+        backend._compiler_problem.cache_clear()
 
 
 def test_the_backend_refuses_to_run_where_it_cannot_compile(monkeypatch):
