@@ -80,3 +80,20 @@ def test_policy_gradient_equals_grad_contracted(backend, dtype):
     assert result.dtype == dtype
     rtol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(result, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+@pytest.mark.parametrize(
+    "mu_dtype, dmu_dtype", [(np.float32, np.float64), (np.float64, np.float32)]
+)
+def test_mixed_precision_inputs_give_float64(backend, mu_dtype, dmu_dtype):
+    # float32 only where both inputs are: neither a float64 mu nor a float64 dmu is
+    # rounded to float32 (dmu's 1e-9 steps would round away, mu's digits too).
+    rng = np.random.default_rng(10)
+    mu = rng.random((3, 50)).astype(mu_dtype)
+    dmu = (1.0 + 1e-9 * rng.random((3, 50, 2))).astype(dmu_dtype)
+    g = fastcov.grad(mu.astype(np.float64), backend="numpy")
+    expected = np.einsum("is,isp->ip", g, dmu.astype(np.float64))
+    scale = np.einsum("is,isp->ip", np.abs(g), np.abs(dmu.astype(np.float64)))
+    result = fastcov.policy_gradient(mu, dmu, backend=backend)
+    assert result.dtype == np.float64
+    assert np.all(np.abs(result - expected) <= 1e-12 * scale)
