@@ -79,6 +79,20 @@ def test_entropy_is_bit_identical_across_calls_and_matches_fsum(cuda):
     assert abs(values.pop() - float(value)) <= 1e-12 * abs(float(value))
 
 
+def test_more_block_partials_than_threads_are_all_summed(cuda, monkeypatch):
+    # The last kernel sums the sweep's partials with one block, each thread striding over
+    # them; with more partials than threads (on a GPU: 8192 blocks, 256 threads), a
+    # thread takes several. The simulator run's tiny grid has fewer, so this one has more.
+    from fastcov import _config
+
+    monkeypatch.setattr(_config, "CUDA_THREADS_PER_BLOCK", 4)
+    monkeypatch.setattr(_config, "CUDA_MAX_BLOCKS", 11)  # 11 partials for 4 threads
+    mu = hard_inputs(3, 301, seed=12)
+    value, _, _, _ = exact(mu)
+    J = fastcov.entropy(mu, backend="cuda")
+    assert abs(J - float(value)) <= 1e-12 * abs(float(value))
+
+
 def test_device_out_is_filled_and_returned(cuda, dtype):
     mu = cuda.to_device(np.random.default_rng(0).random((3, 4, 5)).astype(dtype))
     out = cuda.device_array((3, 4, 5), dtype)
