@@ -64,11 +64,8 @@ try:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", _UNITLESS_TIMEDELTA, DeprecationWarning)
         from numba import cuda
-except ImportError as error:  # numba-cuda not installed, and no CUDA target in numba
+except ImportError:  # numba-cuda not installed, and no CUDA target in numba
     cuda = None
-    _IMPORT_ERROR = error
-else:
-    _IMPORT_ERROR = None
 
 __all__ = [
     "require",
