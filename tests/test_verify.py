@@ -159,6 +159,30 @@ def test_an_unwritable_json_path_fails_before_the_checks(monkeypatch, capsys, tm
     assert "--json: can't open" in capsys.readouterr().err
 
 
+def test_json_to_stdout_leaves_the_table_on_stderr(monkeypatch, capsys, tmp_path):
+    # "--json -" once wrote a file named "-"; now stdout holds the JSON alone, so that it
+    # can be piped, and the table and verdict go to stderr.
+    from verify import __main__ as command
+
+    def one_row(name):
+        return lambda n_agents: [checks.CheckResult(name, n_agents, True, 0.0, "exact zero")]
+
+    for name in ("check_theorem", "check_proof_chain", "check_coefficients", "check_kernels"):
+        monkeypatch.setattr(checks, name, one_row(name))
+    monkeypatch.chdir(tmp_path)
+    assert command.main(["--max-agents", "2", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [(row["check"], row["n_agents"]) for row in rows][:3] == [
+        ("check_theorem", 1),
+        ("check_theorem", 2),
+        ("check_proof_chain", 1),
+    ]
+    assert len(rows) == 8
+    assert "PROVED: 8 of 8" in captured.err.splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_max_agents_sets_the_largest_n_of_every_check(monkeypatch, capsys):
     # Above the defaults too: --max-agents once lowered the caps only, and a larger K
     # silently checked the defaults.
