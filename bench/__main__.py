@@ -159,10 +159,12 @@ def _side_measurements(repeat):
     calls = measure.per_call()
     for label, micros in calls.items():
         print(f"{label:28} {micros:8.1f} us")
-    print("# peak RSS growth over one value_and_grad, N = 8, S = 1e7, float64 (fresh process)")
-    memory = measure.peak_memory(8, 10**7, np.float64)
-    for label, mib in memory.items():
-        print(f"{label:28} {mib:8.1f} MiB")
+    print("# peak RSS growth over one value_and_grad, N = 8, S = 1e7 (fresh process)")
+    memory = {}
+    for dtype in (np.float64, np.float32):
+        memory[dtype.__name__] = measure.peak_memory(8, 10**7, dtype)
+        for label, mib in memory[dtype.__name__].items():
+            print(f"{dtype.__name__ + ' ' + label:28} {mib:8.1f} MiB")
     print("# thread scaling, fastcov cpu out=, N = 8, S = 1e7, float64")
     mu = np.random.default_rng(0).random((8, 10**7))
     threads = measure.thread_scaling(mu, repeat)

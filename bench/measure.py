@@ -97,6 +97,7 @@ def peak_memory(n_agents, n_states, dtype):
     # from inside a large benchmark process every growth read as 0.
     code = """
 import resource, sys, numpy as np, fastcov
+from fastcov import _config
 def peak_kib():
     try:
         with open("/proc/self/status") as status:
@@ -104,8 +105,15 @@ def peak_kib():
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 n_agents, n_states, dtype, label = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-mu = np.random.default_rng(0).random((n_agents, n_states)).astype(dtype, copy=False)
-fastcov.value_and_grad(mu[:, :1000].copy())
+# Drawn in its own dtype: a float64 draw cast to float32 would leave a peak above g's.
+mu = np.random.default_rng(0).random((n_agents, n_states), dtype=dtype)
+# The warm-up runs the kernels the measured call will (loading them costs memory too):
+# the parallel sweep, which takes more than one block of states, both ways; on few
+# states, as the high-water mark keeps its arrays' peak.
+warm = mu[:, : min(n_states, 2 * _config.MAX_BLOCK_STATES)].copy()
+fastcov.value_and_grad(warm)
+fastcov.value_and_grad(warm, out=np.empty_like(warm))
+del warm
 g = None
 if label == "out=":
     g = np.empty_like(mu)
