@@ -19,8 +19,8 @@ reaches: on the machine of bench/RESULTS.md, 0.57x copy at N = 8, S = 1e7. "copy
 copies in the order fastcov's sweep moves mu and g: the N rows side by side, 64 states of
 each at a time, streamed out of a tile in L1 where fastcov would stream this g
 (``cpu._streams``), else stored ordinarily. It is what the (N, S) layout allows a kernel
-that computes nothing: on a 2-core Xeon, 0.80-0.88x copy at N = 8, S = 1e7 float64
-(bench/RESULTS.md).
+that computes nothing: on a 2-core Xeon, 0.80-0.88x copy at N = 8, S = 1e7 float64; on
+a 2-core Zen 4, 0.59x, where fastcov itself reached 0.63-0.74x (bench/RESULTS.md).
 """
 
 import gc
@@ -340,19 +340,23 @@ def _parallel_copy_rows(source, target, rows, stream):
         head = first + min(last - first, _stream.states_to_line(target, first)) if stream else first
         tail = head + (last - head) // _ROWS_TILE * _ROWS_TILE
         tile = _stack.tile(rows, _ROWS_TILE, target)
+        # Unsigned columns, as in fastcov's loops: with signed ones LLVM must allow for
+        # NumPy's negative indices, and for AMD's Zen 4 it vectorised these loops into
+        # gathers and scatters, 2-3x slower than the copy (2026-12-04).
         for t in range(head, tail, _ROWS_TILE):
+            column = np.uint64(t)
             for k in range(len(rows)):
-                for s in range(_ROWS_TILE):
+                for s in range(np.uint64(_ROWS_TILE)):
                     if stream:
-                        tile[k, s] = source[k, t + s]
+                        tile[k, s] = source[k, column + s]
                     else:
-                        target[k, t + s] = source[k, t + s]
+                        target[k, column + s] = source[k, column + s]
             if stream:
-                _stream.store_lines(tile, target, t)
+                _stream.store_lines(tile, target, column)
         for k in range(len(rows)):
-            for s in range(first, head):
+            for s in range(np.uint64(first), np.uint64(head)):
                 target[k, s] = source[k, s]
-            for s in range(tail, last):
+            for s in range(np.uint64(tail), np.uint64(last)):
                 target[k, s] = source[k, s]
         if stream:
             _stream.fence()
