@@ -225,6 +225,13 @@ class Graph:
             name=name or str(graph.name or "graph"),
         )
 
+    def __repr__(self):
+        # The arrays themselves would fill a screen; their sizes say which graph this is.
+        return (
+            f"Graph(name={self.name!r}, n_vertices={self.n_vertices}, "
+            f"n_edges={self.n_edges}, start={self.start!r})"
+        )
+
     @property
     def n_vertices(self):
         """Number of vertices n."""

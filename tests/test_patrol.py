@@ -73,6 +73,15 @@ def test_bundled_maps(name, n_vertices, n_undirected_edges, start_label):
     g.require_strongly_connected()
 
 
+def test_a_graph_prints_as_its_sizes_not_its_arrays():
+    # The dataclass's own repr printed every array: a screen of numbers for MUSEUM.
+    assert repr(graph.load("museum")) == "Graph(name='MUSEUM', n_vertices=70, n_edges=186, start=0)"
+    assert repr(graph.grid(1000, 1000)) == (
+        "Graph(name='grid 1000x1000', n_vertices=1000000, n_edges=3996000, start=0)"
+    )
+    assert repr(graph.Graph.from_edges([(0, 1)])).endswith("n_edges=2, start=None)")
+
+
 def test_unknown_map_lists_the_bundled_ones():
     with pytest.raises(ValueError, match="house, office, museum"):
         graph.load("castle")
