@@ -144,12 +144,20 @@ def policy_gradient(mu, dmu, eps, out, check):
     out[...] = partials.sum(axis=0)
 
 
+#: The ``group`` of N > 8 agents: a tuple longer than a group, so that N = 8 (one group of
+#: 8) and N > 8 (groups of _GROUP chained through scratch rows) are kernels of their own,
+#: each compiling its own loops only. (With one type for both, a first value_and_grad at
+#: N = 8 float64 also compiled the loops of several groups: 13.9 s in an empty cache on a
+#: 2-core Zen 4, against 8.4 s without them.)
+_SEVERAL_GROUPS = (0,) * (_GROUP + 1)
+
+
 @functools.cache
 def partition(n_agents):
     """(the group of ``_gradient``, block states, maximum chunk count) for N agents: from
     the shape and the configuration's constants only, so it is computed once per N.
     """
-    group = (0,) * min(n_agents, _GROUP)
+    group = (0,) * n_agents if n_agents <= _GROUP else _SEVERAL_GROUPS
     return group, _config.block_states(n_agents), _config.MAX_CHUNKS
 
 
@@ -566,13 +574,13 @@ def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
     """Write g_i(s) for the block into g[:, g_s0 : g_s0 + n]; return (the block's J, the
     count of states with a value outside [0, 1]).
 
-    ``group`` is a tuple of min(N, 8) zeros. Its length is a constant of the compiled code,
-    as the loops over a group's agents need to unroll; and each length is compiled (and
-    cached) only when an N needs it. A group of fewer than 8 means N < 8, one group, so
-    its kernels are compiled with :func:`_single_group` alone (chosen by the group's type,
-    :func:`_gradient_typed`), without even typing the loops of several groups: N = 5
+    ``group`` is a tuple of N zeros for N <= 8, else ``_SEVERAL_GROUPS``. Its length is a
+    constant of the compiled code, as the loops over a group's agents need to unroll; and
+    each length is compiled (and cached) only when an N needs it. One group compiles
+    :func:`_single_group` alone, several groups :func:`_several_groups` alone (chosen by
+    the group's type, :func:`_gradient_typed`), neither typing the other's loops: N = 5
     float64 on a 2-core Zen 3, the sweep and the policy gradient, each on one thread and
-    in parallel, compiled in 41 s with them and 23 s without. ``stream``: write g with
+    in parallel, compiled in 41 s with both and 23 s with one. ``stream``: write g with
     streaming stores (``_stream``), from a float64 block into a float32 g of more than 8
     agents, from tiles for N <= 8.
     """
@@ -582,9 +590,7 @@ def _one_group_gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, 
     return _single_group(mu, s0, s1, eps, work, g, g_s0, group, stream)
 
 
-def _any_size_gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
-    if mu.shape[0] <= _GROUP:
-        return _single_group(mu, s0, s1, eps, work, g, g_s0, group, stream)
+def _several_groups_gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
     n = s1 - s0
     block_g, in_place = _float64_rows(g, g_block)
     block_g_s0 = g_s0 if in_place else 0
@@ -600,7 +606,7 @@ def _any_size_gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, s
 
 @overload(_gradient, jit_options={"cache": True, "nogil": True})
 def _gradient_typed(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
-    return _one_group_gradient if len(group.types) < _GROUP else _any_size_gradient
+    return _one_group_gradient if len(group.types) <= _GROUP else _several_groups_gradient
 
 
 def _float64_rows(g, g_block):
@@ -666,8 +672,8 @@ def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out, stream):
 
 def _coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log):
     """Steps 1 and 2 for the block: work's rows m = mu(s), q = 1 - mu(s) and (``with_log``)
-    log mu(s); return the count of states with a value outside [0, 1]. A group of fewer
-    than 8 compiles the one-group loop alone, as :func:`_gradient` does.
+    log mu(s); return the count of states with a value outside [0, 1]. One group compiles
+    the one-group loop alone, several groups theirs alone, as for :func:`_gradient`.
     """
 
 
@@ -677,11 +683,9 @@ def _one_group_coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log
     return _one_group_states(mu, np.uint64(s0), m, q, log_m, group, with_log)
 
 
-def _any_size_coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log):
+def _several_groups_coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log):
     n = s1 - s0
     m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
-    if mu.shape[0] <= _GROUP:
-        return _one_group_states(mu, np.uint64(s0), m, q, log_m, group, with_log)
     bad = _forward(mu, s0, s1, work, g_block, 0, g_block, padded)
     if with_log:
         _log_coverage(m, q, log_m)
@@ -690,7 +694,9 @@ def _any_size_coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log)
 
 @overload(_coverage_steps, jit_options={"cache": True, "nogil": True})
 def _coverage_steps_typed(mu, s0, s1, work, g_block, padded, group, with_log):
-    return _one_group_coverage_steps if len(group.types) < _GROUP else _any_size_coverage_steps
+    if len(group.types) <= _GROUP:
+        return _one_group_coverage_steps
+    return _several_groups_coverage_steps
 
 
 @jit

@@ -228,6 +228,34 @@ print(J.hex(), hashlib.sha256(g.tobytes()).hexdigest(), len(cpu._one_group.overl
     assert compiled[4] == "0"
 
 
+def test_one_group_and_several_groups_compile_apart(tmp_path):
+    # N = 8 is one group and N = 9 two, each known when compiled: N = 8's kernels do not
+    # compile the loops of several groups (they once did, sharing N > 8's kernel type:
+    # 40 % of a first value_and_grad's compiling), nor N = 9's the loop of one group.
+    script = """
+import numpy as np, fastcov
+from fastcov import cpu, reference
+def compiled():
+    return (len(cpu._several_groups.overloads) + len(cpu._forward.overloads),
+            len(cpu._single_group.overloads) + len(cpu._one_group_states.overloads))
+for n_agents in (8, 9):
+    mu = np.random.default_rng(n_agents).random((n_agents, 1000))
+    J, g = fastcov.value_and_grad(mu)
+    expected = np.empty_like(mu)
+    assert abs(J - reference.value_and_grad(mu, 0.0, expected, True)) <= 1e-13 * J
+    np.testing.assert_allclose(g, expected, rtol=1e-12)
+    print(*compiled())
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    run = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    after_eight, after_nine = (tuple(map(int, line.split())) for line in run.stdout.splitlines())
+    assert after_eight[0] == 0 and after_eight[1] > 0
+    assert after_nine[0] > 0 and after_nine[1] == after_eight[1]
+
+
 def test_the_patrol_steps_sweep_compiles_the_gradient_alone(tmp_path):
     # gradient_on_this_thread (the patrol step's) passes no output for mu(s) or c(s):
     # its sweep is compiled without their loops, which the public functions' kernel has.
