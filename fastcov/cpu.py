@@ -88,6 +88,9 @@ _WRITE_NOTHING, _WRITE_COVERAGE, _WRITE_WEIGHTS, _WRITE_GRADIENT = 0, 1, 2, 3
 #: for the sweep and the policy gradient, each on one thread and in parallel).
 _GROUP = 8
 
+#: Columns a scratch row has past its block (:func:`_scratch`): one line of float64.
+_SCRATCH_PAD = 8
+
 #: States of g a streamed single group computes into a tile in L1 before it streams the
 #: tile's lines out: whole lines of float32 and float64 (16 and 8 states a line).
 _STREAM_TILE_STATES = 64
@@ -402,10 +405,14 @@ def _scratch(mu, block, g_in_block):
     else:
         g_rows = n_agents if g_in_block else 0
     padded_rows = _GROUP if not one_group and (n_agents == 0 or n_agents % _GROUP) else 0
+    # Rows a line longer than the block: with a block's power-of-two width, a row's
+    # stores and the next row's loads were a multiple of 4 KiB apart, and the processor
+    # took each load to depend on the store (4K aliasing).
+    columns = width + _SCRATCH_PAD
     return (
-        np.empty((4, width)),
-        np.empty((g_rows, width)),
-        np.zeros((padded_rows, width), mu.dtype),
+        np.empty((4, columns)),
+        np.empty((g_rows, columns)),
+        np.zeros((padded_rows, columns), mu.dtype),
     )
 
 
