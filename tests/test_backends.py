@@ -77,10 +77,12 @@ def test_property_float32(mu):
 
 
 @pytest.mark.parametrize("n_agents", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 33])
-@pytest.mark.parametrize("n_states", [1, 255, 4097, 70001])
+@pytest.mark.parametrize("n_states", [1, 255, 4096, 4097, 70001])
 def test_block_edges_and_agent_groups(n_agents, n_states, dtype):
     # One group of each size N = 2..8 (and a padded pair for N <= 1), several groups of 8
     # with and without a partial last one; and the block/chunk boundaries of the kernels.
+    # S = 4096: a float64 g of several groups, its rows a multiple of 4 KiB apart, is
+    # computed in a block of scratch, not in its own place (cpu._float64_rows).
     _agree(hard_inputs(n_agents, n_states, seed=n_agents * n_states, dtype=dtype), eps=1e-12)
 
 
