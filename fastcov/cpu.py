@@ -88,7 +88,13 @@ _WRITE_NOTHING, _WRITE_COVERAGE, _WRITE_WEIGHTS, _WRITE_GRADIENT = 0, 1, 2, 3
 #: for the sweep and the policy gradient, each on one thread and in parallel).
 _GROUP = 8
 
-#: Columns a scratch row has past its block (:func:`_scratch`): one line of float64.
+#: Addresses this many bytes apart, or a multiple, look alike to the processor's check of
+#: a load against earlier stores, which then takes the load to depend on the store (4K
+#: aliasing): rows this far apart, stored into one and loaded from the next, stall.
+_ALIASING_BYTES = 4096
+
+#: Columns a scratch row has past its block (:func:`_scratch`), so that rows are never
+#: _ALIASING_BYTES apart: one line of float64.
 _SCRATCH_PAD = 8
 
 #: States of g a streamed single group computes into a tile in L1 before it streams the
@@ -150,8 +156,8 @@ def policy_gradient(mu, dmu, eps, out, check):
 #: The ``group`` of N > 8 agents: a tuple longer than a group, so that N = 8 (one group of
 #: 8) and N > 8 (groups of _GROUP chained through scratch rows) are kernels of their own,
 #: each compiling its own loops only. (With one type for both, a first value_and_grad at
-#: N = 8 float64 also compiled the loops of several groups: 13.9 s in an empty cache on a
-#: 2-core Zen 4, against 8.4 s without them.)
+#: N = 8 float64 also compiled the loops of several groups: 14.6-16.6 s in an empty cache
+#: on a 2-core Zen 4, against 8.1-8.5 s without them.)
 _SEVERAL_GROUPS = (0,) * (_GROUP + 1)
 
 
@@ -406,8 +412,8 @@ def _scratch(mu, block, g_in_block):
         g_rows = n_agents if g_in_block else 0
     padded_rows = _GROUP if not one_group and (n_agents == 0 or n_agents % _GROUP) else 0
     # Rows a line longer than the block: with a block's power-of-two width, a row's
-    # stores and the next row's loads were a multiple of 4 KiB apart, and the processor
-    # took each load to depend on the store (4K aliasing).
+    # stores and the next row's loads were _ALIASING_BYTES apart (float32 N = 9, 12 at
+    # S = 1e7 on a 2-core Zen 4: 1.24-1.31x slower).
     columns = width + _SCRATCH_PAD
     return (
         np.empty((4, columns)),
@@ -618,17 +624,17 @@ def _gradient_typed(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stre
 
 def _float64_rows(g, g_block):
     """(g, True) where g is float64, else (g_block, False): chosen when compiled; and
-    (g_block, False) for a float64 g whose rows are a multiple of 4 KiB apart (S a
-    multiple of 512), chosen at run time. In such a g the way back's stores into a row
-    and loads from the next are taken for a dependence (4K aliasing): N = 12 at S = 2^20
-    ran 1.3x slower in g's own place than in the block, and 1.1x faster at other S.
+    (g_block, False) for a float64 g whose rows are a multiple of _ALIASING_BYTES apart
+    (S a multiple of 512), chosen at run time: there the way back's stores into a row and
+    loads from the next stall. On a 2-core Zen 4, N = 12 at S = 2^20 ran 1.3x faster in
+    the block than in g's own place, which at other S was 1.0-1.1x the faster.
     """
 
 
 @overload(_float64_rows, jit_options={"cache": True, "nogil": True})
 def _float64_rows_typed(g, g_block):
     if g.dtype == types.float64:
-        return lambda g, g_block: (g, True) if g.strides[0] % 4096 else (g_block, False)
+        return lambda g, g_block: (g, True) if g.strides[0] % _ALIASING_BYTES else (g_block, False)
     return lambda g, g_block: (g_block, False)
 
 

@@ -171,7 +171,7 @@ def test_scratch_rows_are_not_a_multiple_of_4_kib_apart(n_agents, n_states):
     for array in cpu._scratch(mu, block, True):
         assert array.shape[1] >= min(block, n_states)
         if array.shape[0] > 1:
-            assert array.strides[0] % 4096 != 0
+            assert array.strides[0] % cpu._ALIASING_BYTES != 0
 
 
 def test_a_renamed_copy_of_the_package_runs_its_own_backends(tmp_path, monkeypatch):
