@@ -94,8 +94,10 @@ def _run(args):
     seconds = time.perf_counter() - start
     with open(output, "wb") as file:  # np.save would add ".npy" to a path without it
         np.save(file, gradient)
+    state_shape = gradient.shape[1:]
+    axes = f" ({' x '.join(map(str, state_shape))})" if len(state_shape) > 1 else ""
     print(
-        f"mu: {gradient.shape[0]} agents x {math.prod(gradient.shape[1:])} states, {gradient.dtype}"
+        f"mu: {gradient.shape[0]} agents x {math.prod(state_shape)} states{axes}, {gradient.dtype}"
     )
     print(f"J = {value!r}")
     print(f"g written to {output} ({seconds * 1e3:.1f} ms, compilation included on first use)")

@@ -31,6 +31,7 @@ def test_run_prints_entropy_and_saves_gradient(tmp_path):
     result = _fastcov("run", str(tmp_path / "mu.npy"), "-o", str(tmp_path / "g.npy"))
     assert result.returncode == 0, result.stderr
     J, g = fastcov.value_and_grad(mu)
+    assert "mu: 3 agents x 64 states (8 x 8), float64" in result.stdout
     assert f"J = {J!r}" in result.stdout
     np.testing.assert_array_equal(np.load(tmp_path / "g.npy"), g)
 
@@ -40,6 +41,7 @@ def test_run_writes_the_path_it_is_given_and_checks_its_folder_first(tmp_path):
     np.save(tmp_path / "mu.npy", mu)
     result = _fastcov("run", str(tmp_path / "mu.npy"), "-o", str(tmp_path / "g"))
     assert result.returncode == 0, result.stderr
+    assert "mu: 2 agents x 5 states, float64" in result.stdout
     assert f"g written to {tmp_path / 'g'} " in result.stdout
     assert not (tmp_path / "g.npy").exists()  # np.save alone would have named it so
     np.testing.assert_array_equal(np.load(tmp_path / "g"), fastcov.grad(mu))
@@ -69,7 +71,7 @@ def test_run_takes_a_team_of_no_agents_and_refuses_objects(tmp_path):
     np.save(tmp_path / "none.npy", np.zeros((0, 4, 5)))
     result = _fastcov("run", str(tmp_path / "none.npy"))
     assert result.returncode == 0, result.stderr
-    assert "mu: 0 agents x 20 states, float64" in result.stdout
+    assert "mu: 0 agents x 20 states (4 x 5), float64" in result.stdout
     assert np.load(tmp_path / "none.grad.npy").shape == (0, 4, 5)
     np.save(tmp_path / "objects.npy", np.array([{"mu": 0.5}]), allow_pickle=True)
     result = _fastcov("run", str(tmp_path / "objects.npy"))
