@@ -231,15 +231,19 @@ def _unused_outputs(dtype):
 
 def _streams(g):
     """Whether the sweep writes g with streaming stores (``_stream``): where g is larger
-    than the caches and already in memory, in the two cases where it was measured to pay
-    (bench/RESULTS.md): a float32 g of more than 8 agents, rounded out of its float64
-    block, and a float64 g of at least _STREAM_MIN_AGENTS (and at most 8), computed a
-    tile at a time.
+    than the caches and already in memory, in the cases where it was measured to pay
+    (bench/RESULTS.md): a g of more than 8 agents copied out of its float64 block (a
+    float32 g, rounded; a float64 g whose rows are _ALIASING_BYTES apart: N = 12 at
+    S = 2^20 on a 2-core Zen 4, 1.18x), and a float64 g of at least _STREAM_MIN_AGENTS
+    (and at most 8), computed a tile at a time.
     """
     if g.nbytes < _config.STREAM_STORE_BYTES:
         return False
     n_agents = g.shape[0]
-    pays = g.dtype == np.float32 if n_agents > _GROUP else _tiles_pay(g.dtype, n_agents)
+    if n_agents > _GROUP:
+        pays = g.dtype == np.float32 or g.strides[0] % _ALIASING_BYTES == 0
+    else:
+        pays = _tiles_pay(g.dtype, n_agents)
     return pays and _stream.in_memory(g)  # mincore's two system calls only where it may pay
 
 

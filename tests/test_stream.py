@@ -73,6 +73,25 @@ def test_streamed_float32_gradient_is_the_cached_one(monkeypatch, n_agents):
     np.testing.assert_allclose(g, fastcov.grad(mu, backend="numpy"), rtol=1e-5, atol=0)
 
 
+@pytest.mark.parametrize("n_agents", [9, 16])
+def test_streamed_float64_gradient_of_aliasing_rows_is_the_straight_one(monkeypatch, n_agents):
+    # S = 4608 (a multiple of 512): the rows of a float64 g are a multiple of 4 KiB apart,
+    # so the sweep computes g in its block and streams it out (cpu._float64_rows,
+    # cpu._streams); with streaming off, the block is copied out ordinarily.
+    rng = np.random.default_rng(n_agents)
+    mu = rng.uniform(0.0, 0.4, (n_agents, 4608))
+    mu[0, :7] = [0.0, 1.0, 1e-300, 0.5, 0.25, 1e-8, 0.999]
+    value, g = fastcov.value_and_grad(mu, backend="cpu")
+    assert g.strides[0] % cpu._ALIASING_BYTES == 0
+    monkeypatch.setattr(_config, "STREAM_STORE_BYTES", 0)
+    assert cpu._streams(g)
+    streamed = np.full_like(g, np.nan)
+    streamed_value, same = fastcov.value_and_grad(mu, backend="cpu", out=streamed)
+    assert same is streamed and streamed_value == value
+    np.testing.assert_array_equal(streamed, g)
+    np.testing.assert_allclose(g, fastcov.grad(mu, backend="numpy"), rtol=1e-13, atol=0)
+
+
 def _line_aligned(shape, dtype, offset=0):
     """An array whose first element lies ``offset`` elements past a 64-byte boundary."""
     itemsize = np.dtype(dtype).itemsize
