@@ -35,7 +35,7 @@ def block_states(n_agents: int) -> int:
 #: 38.5 / 35.1 at S = 10^6 (32 MB of g), 37.0 / 47.9 at 2 10^6, 37.5 / 46.2 at 10^7.
 #: (A float32 g of N <= 8 is written straight, in its dtype; a float64 g of more agents is
 #: computed in the caller's array: streamed from a block it was slower, 51 against 48 ms at
-#: 10^7.)
+#: 10^7, except where its rows are 4 KiB multiples apart: ``cpu._float64_rows``.)
 STREAM_STORE_BYTES = 48 << 20
 
 #: CUDA threads per block (a power of two: the blocks' J reduction is a halving tree).
