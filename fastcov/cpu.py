@@ -93,8 +93,8 @@ _GROUP = 8
 #: aliasing): rows this far apart, stored into one and loaded from the next, stall.
 _ALIASING_BYTES = 4096
 
-#: Columns a scratch row has past its block (:func:`_scratch`), so that rows are never
-#: _ALIASING_BYTES apart: one line of float64.
+#: Columns a scratch row gets past its block where its rows would otherwise be
+#: _ALIASING_BYTES apart (:func:`_scratch`): one line of float64.
 _SCRATCH_PAD = 8
 
 #: States of g a streamed single group computes into a tile in L1 before it streams the
@@ -241,7 +241,7 @@ def _streams(g):
         return False
     n_agents = g.shape[0]
     if n_agents > _GROUP:
-        pays = g.dtype == np.float32 or g.strides[0] % _ALIASING_BYTES == 0
+        pays = g.dtype == np.float32 or _rows_alias.py_func(g.strides[0])
     else:
         pays = _tiles_pay(g.dtype, n_agents)
     return pays and _stream.in_memory(g)  # mincore's two system calls only where it may pay
@@ -391,6 +391,15 @@ def _chunk_blocks(chunk, n_chunks, n_blocks):
 
 
 @jit
+def _rows_alias(row_bytes):
+    """Whether rows ``row_bytes`` apart are a multiple of _ALIASING_BYTES apart: a store
+    into one row and a load from the next then stall (the one test of it, for the
+    scratch rows, the choice of a float64 g's block and whether that block is streamed).
+    """
+    return row_bytes % _ALIASING_BYTES == 0
+
+
+@jit
 def _padded_agents(mu):
     """N rounded up to whole groups (one group for N = 0)."""
     return _last_group(mu) + _GROUP
@@ -415,10 +424,10 @@ def _scratch(mu, block, g_in_block):
     else:
         g_rows = n_agents if g_in_block else 0
     padded_rows = _GROUP if not one_group and (n_agents == 0 or n_agents % _GROUP) else 0
-    # Rows a line longer than the block: with a block's power-of-two width, a row's
-    # stores and the next row's loads were _ALIASING_BYTES apart (float32 N = 9, 12 at
-    # S = 1e7 on a 2-core Zen 4: 1.24-1.31x slower).
-    columns = width + _SCRATCH_PAD
+    # Rows a line longer than the block where the block's width (a power of two, or S)
+    # puts them _ALIASING_BYTES apart (float32 N = 9, 12 at S = 1e7 on a 2-core Zen 4:
+    # 1.24-1.31x slower). The float64 rows decide: mu's dtype is never wider.
+    columns = width + _SCRATCH_PAD if _rows_alias(width * 8) else width
     return (
         np.empty((4, columns)),
         np.empty((g_rows, columns)),
@@ -638,7 +647,7 @@ def _float64_rows(g, g_block):
 @overload(_float64_rows, jit_options={"cache": True, "nogil": True})
 def _float64_rows_typed(g, g_block):
     if g.dtype == types.float64:
-        return lambda g, g_block: (g, True) if g.strides[0] % _ALIASING_BYTES else (g_block, False)
+        return lambda g, g_block: (g_block, False) if _rows_alias(g.strides[0]) else (g, True)
     return lambda g, g_block: (g_block, False)
 
 

@@ -161,7 +161,9 @@ def test_contraction_in_steps_of_any_length(n_states, n_params, dtype, n_bad, se
     assert not np.isfinite(acc[~np.isfinite(terms).all(axis=0)]).any()
 
 
-@pytest.mark.parametrize(("n_agents", "n_states"), [(12, 10**5), (9, 4096), (3, 256)])
+@pytest.mark.parametrize(
+    ("n_agents", "n_states"), [(12, 10**5), (9, 4096), (3, 256), (3, 504), (12, 1016)]
+)
 def test_scratch_rows_are_not_a_multiple_of_4_kib_apart(n_agents, n_states):
     # Blocks have a power-of-two width: unpadded, a scratch row's stores and the next
     # row's loads were 4 KiB apart, which the processor takes for a dependence (4K
