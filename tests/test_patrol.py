@@ -677,7 +677,16 @@ def test_a_swapped_graph_is_the_graph_with_two_vertices_renamed():
     assert _patterns.pattern(g).swapped(44)[0] is not swapped  # the oldest made way
 
 
-def test_read_only_logits_run_the_compiled_steps_of_writeable_ones():
+def _other_layouts(theta):
+    """``theta``'s values in arrays that are read-only, transposed or strided."""
+    frozen = theta.copy()
+    frozen.flags.writeable = False
+    strided = np.repeat(theta, 2, axis=1)[:, ::2]
+    return {"read-only": frozen, "Fortran order": np.asfortranarray(theta), "strided": strided}
+
+
+@pytest.mark.parametrize("layout", ["read-only", "Fortran order", "strided"])
+def test_logits_of_any_layout_run_the_compiled_steps_of_c_contiguous_ones(layout):
     g = graph.load("museum")
     theta = np.random.default_rng(12).standard_normal((4, g.n_edges))
     state = patrol.value_and_grad(g, theta)
@@ -685,13 +694,13 @@ def test_read_only_logits_run_the_compiled_steps_of_writeable_ones():
     probabilities = patrol.transition_probabilities(g, theta)
     steps = [_solvers.planned_step, _solvers.planned_mu, _policy.softmax]
     compiled = [len(step.signatures) for step in steps]
-    frozen = theta.copy()
-    frozen.flags.writeable = False
-    frozen_state = patrol.value_and_grad(g, frozen)
-    assert frozen_state.value == state.value
-    np.testing.assert_array_equal(frozen_state.grad, state.grad)
-    np.testing.assert_array_equal(patrol.stationary(g, frozen), mu)
-    np.testing.assert_array_equal(patrol.transition_probabilities(g, frozen), probabilities)
+    other = _other_layouts(theta)[layout]
+    assert not (other.flags.c_contiguous and other.flags.writeable)
+    other_state = patrol.value_and_grad(g, other)
+    assert other_state.value == state.value
+    np.testing.assert_array_equal(other_state.grad, state.grad)
+    np.testing.assert_array_equal(patrol.stationary(g, other), mu)
+    np.testing.assert_array_equal(patrol.transition_probabilities(g, other), probabilities)
     assert [len(step.signatures) for step in steps] == compiled
 
 
