@@ -28,10 +28,11 @@ and each g value is written once, in g's dtype (a float64 g larger than the cach
 _STREAM_MIN_AGENTS agents or more, 64 states at a time into a tile on the stack,
 streamed from there into g: ``_stream``); c(s) and J alone take steps 1 and 2 in one
 loop, with no prefix products kept, and mu(s) alone step 1. More agents chain the groups
-through float64 rows m, q and r; their prefix products wait in g's own place, so a
-float32 g is computed in a float64 block and rounded into g once (with streaming
-stores, ``_stream``, where g is larger than the caches), and mu is read twice (the
-second time from cache).
+through float64 rows m, q and r; the prefix products of all groups but the last wait in
+g's own place, so a float32 g is computed in a float64 block and rounded into g once
+(with streaming stores, ``_stream``, where g is larger than the caches), and their mu
+is read twice (the second time from cache). The last group takes the three steps in one
+loop, as a single group does, from the m and q of the groups before it.
 The loops over states are what LLVM vectorises, and it does so only when (measured, one by
 one): the loop over a group's agents has a constant trip count (it unrolls); the prefix
 products are in registers or in g's own place (a separate scratch array kept the loop
@@ -159,6 +160,9 @@ def policy_gradient(mu, dmu, eps, out, check):
 #: N = 8 float64 also compiled the loops of several groups: 14.6-16.6 s in an empty cache
 #: on a 2-core Zen 4, against 8.1-8.5 s without them.)
 _SEVERAL_GROUPS = (0,) * (_GROUP + 1)
+
+#: A whole group, for :func:`_stack.column`.
+_ONE_GROUP = (0,) * _GROUP
 
 
 @functools.cache
@@ -653,16 +657,17 @@ def _float64_rows_typed(g, g_block):
 
 @jit
 def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
-    """``_gradient`` for N > 8, g float64: the groups chained through work's rows."""
+    """``_gradient`` for N > 8, g float64: the groups chained through work's rows, the
+    last group's three steps in one loop (:func:`_last_group_steps`).
+    """
     n = s1 - s0
-    log_eps = _log_eps(eps)
-    bad = _forward(mu, s0, s1, work, g, g_s0, g_block, padded)
-    m, q, log_m, r = work[0, :n], work[1, :n], work[2, :n], work[3, :n]
-    _log_coverage(m, q, log_m)
-    block_entropy = _entropy_sum(m, log_m)
-    for s in range(n):
-        r[s] = -_log_weight(m[s], log_m[s], eps, log_eps)
-    for first in range(_last_group(mu), -1, -_GROUP):
+    last = _last_group(mu)
+    bad = _forward(mu, s0, s1, work, g, g_s0, g_block, padded, last)
+    src, src_s0, dst, dst_s0 = _group(mu, last, _GROUP, s0, s1, padded, g, g_s0, g_block)
+    bad += _last_group_steps(src, src_s0, dst, dst_s0, work, n, eps)
+    block_entropy = _sum(work[1, :n])
+    r = work[0, :n]
+    for first in range(last - _GROUP, -1, -_GROUP):
         src, src_s0, dst, dst_s0 = _group(mu, first, _GROUP, s0, s1, padded, g, g_s0, g_block)
         for s in range(n):
             state = np.uint64(s)
@@ -670,6 +675,37 @@ def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
             r[s] = _backward_state(src, src_s0 + state, dst, column, dst, column, r[s], _GROUP)
     _unpad(mu, n, g, g_s0, g_block)
     return block_entropy, bad
+
+
+@jit
+def _last_group_steps(src, src_s0, dst, dst_s0, work, n, eps):
+    """Steps 1 to 3 for the last of several groups, one state at a time, from the m and q
+    the groups before it left in work's rows 0 and 1: its prefix products wait in
+    registers, as in :func:`_one_group`. Each state's suffix product, which the groups
+    before it start from, replaces its m, and its J term its q: a row read and written
+    at the same state needs no overlap check, and LLVM vectorises the loop (with the two
+    written to other rows of work, it kept the loop scalar, 2x slower). Return the count
+    of states with a value outside [0, 1].
+    """
+    _vmath.prefer_wide_vectors()
+    values, prefix = _stack.column(_ONE_GROUP), _stack.column(_ONE_GROUP)
+    m_then_r, q_then_term = work[0, :n], work[1, :n]
+    log_eps = _log_eps(eps)
+    first = np.uint64(0)
+    bad = 0
+    for s in range(n):
+        state = np.uint64(s)
+        for k in range(np.uint64(_GROUP)):
+            values[k, first] = src[k, src_s0 + state]
+        q, m, state_bad = _forward_state(
+            values, first, prefix, first, q_then_term[s], m_then_r[s], _GROUP
+        )
+        bad += state_bad
+        log_m = _log_mu(m, q)
+        q_then_term[s] = _entropy_term(m, log_m)
+        r = -_log_weight(m, log_m, eps, log_eps)
+        m_then_r[s] = _backward_state(values, first, prefix, first, dst, dst_s0 + state, r, _GROUP)
+    return bad
 
 
 @jit
@@ -717,7 +753,7 @@ def _one_group_coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log
 def _several_groups_coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log):
     n = s1 - s0
     m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
-    bad = _forward(mu, s0, s1, work, g_block, 0, g_block, padded)
+    bad = _forward(mu, s0, s1, work, g_block, 0, g_block, padded, _last_group(mu) + 1)
     if with_log:
         _log_coverage(m, q, log_m)
     return bad
@@ -731,16 +767,18 @@ def _coverage_steps_typed(mu, s0, s1, work, g_block, padded, group, with_log):
 
 
 @jit
-def _forward(mu, s0, s1, work, prefix, prefix_s0, prefix_block, padded):
-    """Set work's rows m = mu(s), q = 1 - mu(s) over the block, leaving the exclusive
-    prefix products where g goes; return the count of states with a value outside [0, 1].
+def _forward(mu, s0, s1, work, prefix, prefix_s0, prefix_block, padded, stop):
+    """Set work's rows m and q over the block to the coverage of agents 0 .. ``stop`` - 1
+    and its complement (mu(s) and 1 - mu(s) where ``stop`` is past the last group),
+    leaving the exclusive prefix products where g goes; return the count of states with
+    a value outside [0, 1].
     """
     n = s1 - s0
     m, q = work[0, :n], work[1, :n]
     m[:] = 0.0
     q[:] = 1.0
     bad = 0
-    for first in range(0, _last_group(mu) + 1, _GROUP):
+    for first in range(0, stop, _GROUP):
         src, src_s0, dst, dst_s0 = _group(
             mu, first, _GROUP, s0, s1, padded, prefix, prefix_s0, prefix_block
         )
