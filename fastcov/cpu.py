@@ -155,13 +155,6 @@ def policy_gradient(mu, dmu, eps, out, check):
     out[...] = partials.sum(axis=0)
 
 
-#: The ``group`` of N > 8 agents: a tuple longer than a group, so that N = 8 (one group of
-#: 8) and N > 8 (groups of _GROUP chained through scratch rows) are kernels of their own,
-#: each compiling its own loops only. (With one type for both, a first value_and_grad at
-#: N = 8 float64 also compiled the loops of several groups: 14.6-16.6 s in an empty cache
-#: on a 2-core Zen 4, against 8.1-8.5 s without them.)
-_SEVERAL_GROUPS = (0,) * (_GROUP + 1)
-
 #: A whole group, for :func:`_stack.column`.
 _ONE_GROUP = (0,) * _GROUP
 
@@ -171,8 +164,22 @@ def partition(n_agents):
     """(the group of ``_gradient``, block states, maximum chunk count) for N agents: from
     the shape and the configuration's constants only, so it is computed once per N.
     """
-    group = (0,) * n_agents if n_agents <= _GROUP else _SEVERAL_GROUPS
-    return group, _config.block_states(n_agents), _config.MAX_CHUNKS
+    return _group_type(n_agents), _config.block_states(n_agents), _config.MAX_CHUNKS
+
+
+def _group_type(n_agents):
+    """The ``group`` of N agents: N zeros for N <= 8; for more, 8 + r zeros, r = 1 .. 8 the
+    size of the last group. Its length is a constant of the compiled code, so each
+    length is a kernel of its own, compiling only its own loops: N = 8 (one group of 8)
+    apart from N > 8 (groups of 8 chained through scratch rows; with one type for both, a
+    first value_and_grad at N = 8 float64 also compiled their loops: 14.6-16.6 s in an
+    empty cache on a 2-core Zen 4, against 8.1-8.5 s), and N > 8 by the size of their
+    last group, whose loop is compiled for its exact count (with all eight sizes in one
+    kernel, a first N = 9 compiled in 17.3 s against 9.7 with one).
+    """
+    if n_agents <= _GROUP:
+        return (0,) * n_agents
+    return (0,) * (_GROUP + (n_agents - 1) % _GROUP + 1)
 
 
 @jit
@@ -605,9 +612,9 @@ def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
     """Write g_i(s) for the block into g[:, g_s0 : g_s0 + n]; return (the block's J, the
     count of states with a value outside [0, 1]).
 
-    ``group`` is a tuple of N zeros for N <= 8, else ``_SEVERAL_GROUPS``. Its length is a
-    constant of the compiled code, as the loops over a group's agents need to unroll; and
-    each length is compiled (and cached) only when an N needs it. One group compiles
+    ``group`` is :func:`_group_type`'s. Its length is a constant of the compiled code, as
+    the loops over a group's agents need to unroll; and each length is compiled (and
+    cached) only when an N needs it. One group compiles
     :func:`_single_group` alone, several groups :func:`_several_groups` alone (chosen by
     the group's type, :func:`_gradient_typed`), neither typing the other's loops: N = 5
     float64 on a 2-core Zen 3, the sweep and the policy gradient, each on one thread and
@@ -625,7 +632,7 @@ def _several_groups_gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, gr
     n = s1 - s0
     block_g, in_place = _float64_rows(g, g_block)
     block_g_s0 = g_s0 if in_place else 0
-    block = _several_groups(mu, s0, s1, eps, work, block_g, block_g_s0, g_block, padded)
+    block = _several_groups(mu, s0, s1, eps, work, block_g, block_g_s0, g_block, padded, group)
     if not in_place:
         for i in range(mu.shape[0]):
             if stream:
@@ -657,15 +664,17 @@ def _float64_rows_typed(g, g_block):
 
 
 @jit
-def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
+def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group):
     """``_gradient`` for N > 8, g float64: the groups chained through work's rows, the
     last group's three steps in one loop (:func:`_last_group_steps`).
     """
     n = s1 - s0
     last = _last_group(mu)
     bad = _forward(mu, s0, s1, work, g, g_s0, g_block, padded)
-    src, src_s0, dst, dst_s0 = _group(mu, last, _GROUP, s0, s1, padded, g, g_s0, g_block)
-    bad += _last_group_steps(src, src_s0, dst, dst_s0, work, n, eps)
+    last_group = group[_GROUP:]  # its exact size
+    bad += _last_group_steps(
+        mu[last:], np.uint64(s0), g[last:], np.uint64(g_s0), work, n, eps, last_group
+    )
     block_entropy = _sum(work[1, :n])
     r = work[0, :n]
     for first in range(last - _GROUP, -1, -_GROUP):
@@ -674,12 +683,11 @@ def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded):
             state = np.uint64(s)
             column = dst_s0 + state
             r[s] = _backward_state(src, src_s0 + state, dst, column, dst, column, r[s], _GROUP)
-    _unpad(mu, n, g, g_s0, g_block)
     return block_entropy, bad
 
 
 @jit
-def _last_group_steps(src, src_s0, dst, dst_s0, work, n, eps):
+def _last_group_steps(src, src_s0, dst, dst_s0, work, n, eps, group):
     """Steps 1 to 3 for the last of several groups, one state at a time, from the m and q
     the groups before it left in work's rows 0 and 1: its prefix products wait in
     registers, as in :func:`_one_group`. Each state's suffix product, which the groups
@@ -689,23 +697,24 @@ def _last_group_steps(src, src_s0, dst, dst_s0, work, n, eps):
     of states with a value outside [0, 1].
     """
     _vmath.prefer_wide_vectors()
-    values, prefix = _stack.column(_ONE_GROUP), _stack.column(_ONE_GROUP)
+    values, prefix = _stack.column(group), _stack.column(group)
+    size = len(group)
     m_then_r, q_then_term = work[0, :n], work[1, :n]
     log_eps = _log_eps(eps)
     first = np.uint64(0)
     bad = 0
     for s in range(n):
         state = np.uint64(s)
-        for k in range(np.uint64(_GROUP)):
+        for k in range(np.uint64(size)):
             values[k, first] = src[k, src_s0 + state]
         q, m, state_bad = _forward_state(
-            values, first, prefix, first, q_then_term[s], m_then_r[s], _GROUP
+            values, first, prefix, first, q_then_term[s], m_then_r[s], size
         )
         bad += state_bad
         log_m = _log_mu(m, q)
         q_then_term[s] = _entropy_term(m, log_m)
         r = -_log_weight(m, log_m, eps, log_eps)
-        m_then_r[s] = _backward_state(values, first, prefix, first, dst, dst_s0 + state, r, _GROUP)
+        m_then_r[s] = _backward_state(values, first, prefix, first, dst, dst_s0 + state, r, size)
     return bad
 
 
