@@ -6,9 +6,9 @@ runs over chunks. Both partitions depend on (N, S) only, never on the thread cou
 is accumulated per block and summed in block order (exactly, with ``math.fsum``), so J and
 g are bit-identical whatever ``numba.set_num_threads`` says.
 
-Agents go in groups of ``_GROUP`` = 8 (for the gradient of N <= 8 agents, one group of
-exactly N); a last group of fewer than 8 is padded with rows of zeros, which change
-nothing exactly (a factor 1 - 0 = 1 and a term 0 q). For each state of a group:
+Agents go in groups of ``_GROUP`` = 8, the last of 1 to 8 (N <= 8 agents are one group
+of exactly N); each size of group is its own compiled loop (see :func:`_group_type`).
+For each state of a group:
 
 1. forward over its agents i: check mu_i(s) in [0, 1], keep the exclusive prefix product
    prod_{j<i} (1 - mu_j(s)) for the way back, and update
@@ -412,39 +412,23 @@ def _rows_alias(row_bytes):
 
 
 @jit
-def _padded_agents(mu):
-    """N rounded up to whole groups (one group for N = 0)."""
-    return _last_group(mu) + _GROUP
-
-
-@jit
 def _scratch(mu, block, g_in_block):
     """A chunk's scratch: float64 rows (m, q, log_m or the J terms, r or a streamed
-    c(s)), a float64 g block with a row per agent, padding agents included, and the padded
-    last group of mu (no rows when the groups are whole). No wider than S: small calls
-    then stay clear of the allocator's page-mapping sizes.
+    c(s)) and a float64 g block with a row per agent. No wider than S: small calls then
+    stay clear of the allocator's page-mapping sizes.
 
-    N <= 8 agents are one group of N, which needs no padding, nor a g block unless g
-    itself is computed there (``g_in_block``: the policy gradient) rather than straight
-    into the caller's g, or not at all (the sweeps of mu(s), c(s) and J alone).
+    N <= 8 agents are one group of N, which needs no g block unless g itself is computed
+    there (``g_in_block``: the policy gradient) rather than straight into the caller's g,
+    or not at all (the sweeps of mu(s), c(s) and J alone).
     """
     width = min(block, mu.shape[1])
     n_agents = mu.shape[0]
-    one_group = n_agents <= _GROUP
-    if not one_group:
-        g_rows = _padded_agents(mu)
-    else:
-        g_rows = n_agents if g_in_block else 0
-    padded_rows = _GROUP if not one_group and (n_agents == 0 or n_agents % _GROUP) else 0
+    g_rows = n_agents if n_agents > _GROUP or g_in_block else 0
     # Rows a line longer than the block where the block's width (a power of two, or S)
     # puts them _ALIASING_BYTES apart (float32 N = 9, 12 at S = 1e7 on a 2-core Zen 4:
     # 1.24-1.31x slower). The float64 rows decide: mu's dtype is never wider.
     columns = width + _SCRATCH_PAD if _rows_alias(width * 8) else width
-    return (
-        np.empty((4, columns)),
-        np.empty((g_rows, columns)),
-        np.zeros((padded_rows, columns), mu.dtype),
-    )
+    return np.empty((4, columns)), np.empty((g_rows, columns))
 
 
 @_parallel_jit
@@ -496,18 +480,18 @@ def _sweep_blocks(mu, eps, what, states_out, grad_out, stream, group, block, fir
     J partials into ``partials``; returns their count of states with a value outside [0, 1].
     """
     n_states = mu.shape[1]
-    work, g_block, padded = _scratch(mu, block, False)
+    work, g_block = _scratch(mu, block, False)
     bad = 0
     for b in range(first, last):
         s0, s1 = b * block, min((b + 1) * block, n_states)
         partials[b], block_bad = _block(
-            mu, s0, s1, eps, what, work, g_block, padded, group, states_out, grad_out, stream
+            mu, s0, s1, eps, what, work, g_block, group, states_out, grad_out, stream
         )
         bad += block_bad
     return bad
 
 
-def _block(mu, s0, s1, eps, what, work, g_block, padded, group, states_out, grad_out, stream):
+def _block(mu, s0, s1, eps, what, work, g_block, group, states_out, grad_out, stream):
     """One block of the sweep: ``what`` into ``states_out`` (:func:`_states`), or, for
     _WRITE_GRADIENT, g into ``grad_out`` (:func:`_gradient`). Where ``states_out`` is None
     only g's code is compiled (chosen by type): the patrol step, which only ever wants g,
@@ -520,23 +504,19 @@ def _block(mu, s0, s1, eps, what, work, g_block, padded, group, states_out, grad
 
 
 @overload(_block, jit_options={"cache": True, "nogil": True})
-def _block_typed(mu, s0, s1, eps, what, work, g_block, padded, group, states_out, grad_out, stream):
+def _block_typed(mu, s0, s1, eps, what, work, g_block, group, states_out, grad_out, stream):
     return _gradient_block if isinstance(states_out, types.NoneType) else _either_block
 
 
-def _gradient_block(
-    mu, s0, s1, eps, what, work, g_block, padded, group, states_out, grad_out, stream
-):
-    return _gradient(mu, s0, s1, eps, work, grad_out, s0, g_block, padded, group, stream)
+def _gradient_block(mu, s0, s1, eps, what, work, g_block, group, states_out, grad_out, stream):
+    return _gradient(mu, s0, s1, eps, work, grad_out, s0, g_block, group, stream)
 
 
-def _either_block(
-    mu, s0, s1, eps, what, work, g_block, padded, group, states_out, grad_out, stream
-):
+def _either_block(mu, s0, s1, eps, what, work, g_block, group, states_out, grad_out, stream):
     # The calls themselves, not _block's: each function between costs its own compile.
     if what == _WRITE_GRADIENT:
-        return _gradient(mu, s0, s1, eps, work, grad_out, s0, g_block, padded, group, stream)
-    return _states(mu, s0, s1, eps, what, work, g_block, padded, group, states_out, stream)
+        return _gradient(mu, s0, s1, eps, work, grad_out, s0, g_block, group, stream)
+    return _states(mu, s0, s1, eps, what, work, group, states_out, stream)
 
 
 @_parallel_jit
@@ -581,7 +561,7 @@ def _policy_gradient_blocks(mu, dmu, eps, check, group, block, first, last, part
     in dmu.
     """
     n_agents, n_states = mu.shape
-    work, g, padded = _scratch(mu, block, True)
+    work, g = _scratch(mu, block, True)
     n_parameters = dmu.shape[2]
     interleaved = n_parameters <= _interleave.MAX_PARAMETERS
     lanes = np.empty((n_parameters if interleaved else 0, _interleave.LANES))
@@ -589,7 +569,7 @@ def _policy_gradient_blocks(mu, dmu, eps, check, group, block, first, last, part
     for b in range(first, last):
         s0, s1 = b * block, min((b + 1) * block, n_states)
         n = s1 - s0
-        bad_mu += _gradient(mu, s0, s1, eps, work, g, 0, g, padded, group, False)[1]
+        bad_mu += _gradient(mu, s0, s1, eps, work, g, 0, g, group, False)[1]
         for i in range(n_agents):
             if interleaved:
                 bad_dmu += _contract_interleaved(g[i, :n], dmu[i, s0:s1], check, lanes, partials[i])
@@ -601,14 +581,12 @@ def _policy_gradient_blocks(mu, dmu, eps, check, group, block, first, last, part
 # ---------------------------------------------------------------------------------------
 # Block steps, for states s0:s1 (n of them). N <= 8 agents are one group, which writes g
 # once, in its own dtype, into the caller's g at columns g_s0:g_s0 + n. More agents go in
-# groups of 8, whose prefix products wait in a float64 g: the caller's where it is
-# float64, else the chunk's block ``g_block`` (at column 0), rounded into the caller's g
-# afterwards; a last group of fewer than 8 agents is copied into ``padded`` (rows of
-# zeros past the last agent) and writes its g into ``g_block``, from which ``_unpad``
-# copies it.
+# groups of 8 and a last group of 1 to 8, whose g goes into a float64 g: the caller's
+# where it is float64, else the chunk's block ``g_block`` (at column 0), rounded into the
+# caller's g afterwards.
 
 
-def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
+def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, group, stream):
     """Write g_i(s) for the block into g[:, g_s0 : g_s0 + n]; return (the block's J, the
     count of states with a value outside [0, 1]).
 
@@ -624,15 +602,15 @@ def _gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
     """
 
 
-def _one_group_gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
+def _one_group_gradient(mu, s0, s1, eps, work, g, g_s0, g_block, group, stream):
     return _single_group(mu, s0, s1, eps, work, g, g_s0, group, stream)
 
 
-def _several_groups_gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
+def _several_groups_gradient(mu, s0, s1, eps, work, g, g_s0, g_block, group, stream):
     n = s1 - s0
     block_g, in_place = _float64_rows(g, g_block)
     block_g_s0 = g_s0 if in_place else 0
-    block = _several_groups(mu, s0, s1, eps, work, block_g, block_g_s0, g_block, padded, group)
+    block = _several_groups(mu, s0, s1, eps, work, block_g, block_g_s0, group)
     if not in_place:
         for i in range(mu.shape[0]):
             if stream:
@@ -643,7 +621,7 @@ def _several_groups_gradient(mu, s0, s1, eps, work, g, g_s0, g_block, padded, gr
 
 
 @overload(_gradient, jit_options={"cache": True, "nogil": True})
-def _gradient_typed(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group, stream):
+def _gradient_typed(mu, s0, s1, eps, work, g, g_s0, g_block, group, stream):
     return _one_group_gradient if len(group.types) <= _GROUP else _several_groups_gradient
 
 
@@ -664,13 +642,13 @@ def _float64_rows_typed(g, g_block):
 
 
 @jit
-def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group):
+def _several_groups(mu, s0, s1, eps, work, g, g_s0, group):
     """``_gradient`` for N > 8, g float64: the groups chained through work's rows, the
     last group's three steps in one loop (:func:`_last_group_steps`).
     """
     n = s1 - s0
     last = _last_group(mu)
-    bad = _forward(mu, s0, s1, work, g, g_s0, g_block, padded)
+    bad = _forward(mu, s0, s1, work, g, g_s0)
     last_group = group[_GROUP:]  # its exact size
     bad += _last_group_steps(
         mu[last:], np.uint64(s0), g[last:], np.uint64(g_s0), work, n, eps, last_group
@@ -678,7 +656,7 @@ def _several_groups(mu, s0, s1, eps, work, g, g_s0, g_block, padded, group):
     block_entropy = _sum(work[1, :n])
     r = work[0, :n]
     for first in range(last - _GROUP, -1, -_GROUP):
-        src, src_s0, dst, dst_s0 = _group(mu, first, _GROUP, s0, s1, padded, g, g_s0, g_block)
+        src, src_s0, dst, dst_s0 = _group(mu, first, s0, g, g_s0)
         for s in range(n):
             state = np.uint64(s)
             column = dst_s0 + state
@@ -719,7 +697,7 @@ def _last_group_steps(src, src_s0, dst, dst_s0, work, n, eps, group):
 
 
 @jit
-def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out, stream):
+def _states(mu, s0, s1, eps, what, work, group, out, stream):
     """Write ``what`` (mu(s) or c(s)) into out[s0:s1], with streaming stores where
     ``stream``; return (the block's J, bad count), J only for _WRITE_NOTHING (0 else:
     coverage and state_weights return none).
@@ -731,7 +709,7 @@ def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out, stream):
     n = s1 - s0
     m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
     with_log = what != _WRITE_COVERAGE  # mu(s) alone needs no logarithm
-    bad = _coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log)
+    bad = _coverage_steps(mu, s0, s1, work, group, with_log)
     block_entropy = _entropy_sum(m, log_m) if what == _WRITE_NOTHING else 0.0
     if what == _WRITE_WEIGHTS and not stream:
         _weights(m, q, log_m, eps, out[s0:s1])
@@ -747,61 +725,72 @@ def _states(mu, s0, s1, eps, what, work, g_block, padded, group, out, stream):
     return block_entropy, bad
 
 
-def _coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log):
+def _coverage_steps(mu, s0, s1, work, group, with_log):
     """Steps 1 and 2 for the block: work's rows m = mu(s), q = 1 - mu(s) and (``with_log``)
     log mu(s); return the count of states with a value outside [0, 1]. One group compiles
     the one-group loop alone, several groups theirs alone, as for :func:`_gradient`.
     """
 
 
-def _one_group_coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log):
+def _one_group_coverage_steps(mu, s0, s1, work, group, with_log):
     n = s1 - s0
     m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
     return _one_group_states(mu, np.uint64(s0), m, q, log_m, group, with_log)
 
 
-def _several_groups_coverage_steps(mu, s0, s1, work, g_block, padded, group, with_log):
+def _several_groups_coverage_steps(mu, s0, s1, work, group, with_log):
     n = s1 - s0
     m, q, log_m = work[0, :n], work[1, :n], work[2, :n]
-    bad = _coverage_of_groups(mu, s0, s1, m, q, g_block, padded)
+    bad = _coverage_of_groups(mu, s0, s1, m, q, group)
     if with_log:
         _log_coverage(m, q, log_m)
     return bad
 
 
 @overload(_coverage_steps, jit_options={"cache": True, "nogil": True})
-def _coverage_steps_typed(mu, s0, s1, work, g_block, padded, group, with_log):
+def _coverage_steps_typed(mu, s0, s1, work, group, with_log):
     if len(group.types) <= _GROUP:
         return _one_group_coverage_steps
     return _several_groups_coverage_steps
 
 
 @jit
-def _coverage_of_groups(mu, s0, s1, m, q, g_block, padded):
-    """Step 1 for every group over the block, into the rows m = mu(s) and q = 1 - mu(s);
-    return the count of states with a value outside [0, 1]. The prefix products, which
-    only the gradient needs, go to one column on the stack, whose stores LLVM drops:
-    kept in ``g_block`` (as :func:`_forward` keeps them in g), they cost N float64 stores
-    a state, and J, mu(s) and c(s) of N = 16 float64 at S = 2e6 took 1.44-1.58x as long.
+def _coverage_of_groups(mu, s0, s1, m, q, group):
+    """Step 1 for every group over the block (the last of its exact size, from ``group``),
+    into the rows m = mu(s) and q = 1 - mu(s); return the count of states with a value
+    outside [0, 1].
     """
     n = s1 - s0
     m[:] = 0.0
     q[:] = 1.0
-    discarded = _stack.column(_ONE_GROUP)
+    last = _last_group(mu)
+    bad = 0
+    for first in range(0, last, _GROUP):
+        bad += _coverage_of_group(mu[first : first + _GROUP], np.uint64(s0), m, q, n, _ONE_GROUP)
+    return bad + _coverage_of_group(mu[last:], np.uint64(s0), m, q, n, group[_GROUP:])
+
+
+@jit
+def _coverage_of_group(src, src_s0, m, q, n, group):
+    """Step 1 for the ``len(group)`` agents of ``src``, from and into the rows m and q. The
+    prefix products, which only the gradient needs, go to one column on the stack, whose
+    stores LLVM drops: kept in a g block (as :func:`_forward` keeps them in g), they cost
+    N float64 stores a state, and J, mu(s) and c(s) of N = 16 float64 at S = 2e6 took
+    1.44-1.58x as long.
+    """
+    discarded = _stack.column(group)
     first_column = np.uint64(0)
     bad = 0
-    for first in range(0, _last_group(mu) + 1, _GROUP):
-        src, src_s0, _, _ = _group(mu, first, _GROUP, s0, s1, padded, g_block, 0, g_block)
-        for s in range(n):
-            q[s], m[s], state_bad = _forward_state(
-                src, src_s0 + np.uint64(s), discarded, first_column, q[s], m[s], _GROUP
-            )
-            bad += state_bad
+    for s in range(n):
+        q[s], m[s], state_bad = _forward_state(
+            src, src_s0 + np.uint64(s), discarded, first_column, q[s], m[s], len(group)
+        )
+        bad += state_bad
     return bad
 
 
 @jit
-def _forward(mu, s0, s1, work, prefix, prefix_s0, prefix_block, padded):
+def _forward(mu, s0, s1, work, prefix, prefix_s0):
     """Step 1 for every group but the last, over the block: work's rows m and q the
     coverage of their agents and its complement, and the exclusive prefix products where
     g goes; return the count of states with a value outside [0, 1].
@@ -812,9 +801,7 @@ def _forward(mu, s0, s1, work, prefix, prefix_s0, prefix_block, padded):
     q[:] = 1.0
     bad = 0
     for first in range(0, _last_group(mu), _GROUP):
-        src, src_s0, dst, dst_s0 = _group(
-            mu, first, _GROUP, s0, s1, padded, prefix, prefix_s0, prefix_block
-        )
+        src, src_s0, dst, dst_s0 = _group(mu, first, s0, prefix, prefix_s0)
         for s in range(n):
             state = np.uint64(s)
             q[s], m[s], state_bad = _forward_state(
@@ -830,9 +817,9 @@ def _one_group_states(src, src_s0, m, q, log_m, group, with_log):
     state at a time, into the rows m, q and (``with_log``) log_m; return the count of
     states with a value outside [0, 1].
 
-    The bits of :func:`_forward` and :func:`_log_coverage` (a group padded with agents
-    at 0 changes nothing exactly), in one loop whose prefix products, never read, cost
-    nothing: N = 8 float64, S = 1e7, 2 cores, entropy 35 -> 28 ms (N = 4 35 -> 19 ms).
+    The bits of :func:`_coverage_of_groups` and :func:`_log_coverage` for one group, in
+    one loop whose prefix products, never read, cost nothing: N = 8 float64, S = 1e7,
+    2 cores, entropy 35 -> 28 ms (N = 4 35 -> 19 ms).
     """
     _vmath.prefer_wide_vectors()
     prefix = _stack.column(group)
@@ -942,35 +929,20 @@ def _tiles_typed(g, group, stream, tiled):
 
 
 @jit
-def _unpad(mu, n, g, g_s0, g_block):
-    """Copy a padded last group's g, which ``_group`` sent to ``g_block``, into the
-    caller's ``g`` (N rows; ``g_block`` itself has the padding rows too and needs nothing).
-    """
-    n_agents = mu.shape[0]
-    if n_agents % _GROUP != 0 and g.shape[0] == n_agents:
-        for i in range(_last_group(mu), n_agents):
-            _store(g_block[i, :n], g[i, g_s0 : g_s0 + n])
-
-
-@jit
 def _last_group(mu):
-    """First agent of the last group (0 for N = 0: one group of padding)."""
+    """First agent of the last group (0 for N = 0)."""
     return max(mu.shape[0] - 1, 0) // _GROUP * _GROUP
 
 
 @jit
-def _group(mu, first, size, s0, s1, padded, g, g_s0, g_block):
-    """(mu rows, their first column, g rows, their first column) for agents first ..
-    first + size - 1 over the block: views when the group is whole, else ``padded``
-    (filled here) and ``g_block``. Columns are unsigned, so indexing them needs no
-    wraparound test, which would keep the loops over states from vectorising.
+def _group(mu, first, s0, g, g_s0):
+    """(mu rows, their first column, g rows, their first column) of the whole group of
+    agents first .. first + 7 over the block from state s0. Columns are unsigned, so
+    indexing them needs no wraparound test, which would keep the loops over states from
+    vectorising.
     """
-    last = first + size
-    if last <= mu.shape[0]:
-        return mu[first:last], np.uint64(s0), g[first:last], np.uint64(g_s0)
-    for i in range(first, mu.shape[0]):
-        _store(mu[i, s0:s1], padded[i - first, : s1 - s0])
-    return padded[:size], np.uint64(0), g_block[first:last], np.uint64(0)
+    last = first + _GROUP
+    return mu[first:last], np.uint64(s0), g[first:last], np.uint64(g_s0)
 
 
 # ---------------------------------------------------------------------------------------
