@@ -79,11 +79,19 @@ def test_property_float32(mu):
 @pytest.mark.parametrize("n_agents", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 33])
 @pytest.mark.parametrize("n_states", [1, 255, 4096, 4097, 70001])
 def test_block_edges_and_agent_groups(n_agents, n_states, dtype):
-    # One group of each size N = 2..8 (and a padded pair for N <= 1), several groups of 8
-    # with and without a partial last one; and the block/chunk boundaries of the kernels.
+    # One group of each size N = 0..8, several groups of 8
+    # with and without a last one of fewer; and the block/chunk boundaries of the kernels.
     # S = 4096: a float64 g of several groups, its rows a multiple of 4 KiB apart, is
     # computed in a block of scratch, not in its own place (cpu._float64_rows).
     _agree(hard_inputs(n_agents, n_states, seed=n_agents * n_states, dtype=dtype), eps=1e-12)
+
+
+@pytest.mark.parametrize("n_agents", [10, 11, 12, 13, 14])
+def test_every_size_of_a_last_group(n_agents, dtype):
+    # More than 8 agents end in a group of 1 to 8, each size compiled for its exact count
+    # (1, 7 and 8 above): the other sizes, over several blocks and a partial one.
+    n_states = 4 * cpu.partition(n_agents)[1] + 1
+    _agree(hard_inputs(n_agents, n_states, seed=n_agents, dtype=dtype), eps=1e-12)
 
 
 def test_many_chunks_policy_gradient_matches_reference():
@@ -117,7 +125,7 @@ def test_policy_gradient_matches_exact_sums_for_every_parameter_count(n_params, 
     # Up to _INTERLEAVED parameters, each count has its own SIMD loop (and shuffles of
     # g); more are contracted along the parameters. Each against sums of the reference's
     # g dmu terms taken exactly, over several blocks of states, a last block that is not
-    # whole steps of 8 states, and an agent group padded to 8.
+    # whole steps of 8 states, and a last agent group of 3.
     rng = np.random.default_rng(n_params)
     n_agents, n_states = 11, 3 * cpu.partition(11)[1] + 13
     mu = hard_inputs(n_agents, n_states, seed=n_params, dtype=dtype)
