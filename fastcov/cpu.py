@@ -155,8 +155,9 @@ def policy_gradient(mu, dmu, eps, out, check):
     out[...] = partials.sum(axis=0)
 
 
-#: A whole group, for :func:`_stack.column`.
-_ONE_GROUP = (0,) * _GROUP
+#: A whole group, for :func:`_stack.column`: int64 zeros, not the int 0, whose literal
+#: type would compile the loops of a group of 8 a second time beside ``group[_GROUP:]``.
+_ONE_GROUP = (np.int64(0),) * _GROUP
 
 
 @functools.cache
@@ -643,25 +644,36 @@ def _float64_rows_typed(g, g_block):
 
 @jit
 def _several_groups(mu, s0, s1, eps, work, g, g_s0, group):
-    """``_gradient`` for N > 8, g float64: the groups chained through work's rows, the
-    last group's three steps in one loop (:func:`_last_group_steps`).
+    """``_gradient`` for N > 8, g float64: a first group of the 1 to 8 agents left over
+    (its size from ``group``), then groups of 8, chained through work's rows, the last
+    group's three steps in one loop (:func:`_last_group_steps`). The groups before the
+    last take two passes over the block (forward, their prefix products kept in g, and
+    back, reading their mu again), so the smallest group goes first.
     """
     n = s1 - s0
-    last = _last_group(mu)
-    bad = _forward(mu, s0, s1, work, g, g_s0)
-    last_group = group[_GROUP:]  # its exact size
-    bad += _last_group_steps(
-        mu[last:], np.uint64(s0), g[last:], np.uint64(g_s0), work, n, eps, last_group
-    )
+    first_group = group[_GROUP:]
+    size, last = len(first_group), mu.shape[0] - _GROUP
+    s0_, g_s0_ = np.uint64(s0), np.uint64(g_s0)
+    bad = _forward(mu, s0, s1, work, g, g_s0, first_group)
+    bad += _last_group_steps(mu[last:], s0_, g[last:], g_s0_, work, n, eps, _ONE_GROUP)
     block_entropy = _sum(work[1, :n])
     r = work[0, :n]
-    for first in range(last - _GROUP, -1, -_GROUP):
-        src, src_s0, dst, dst_s0 = _group(mu, first, s0, g, g_s0)
-        for s in range(n):
-            state = np.uint64(s)
-            column = dst_s0 + state
-            r[s] = _backward_state(src, src_s0 + state, dst, column, dst, column, r[s], _GROUP)
+    for first in range(last - _GROUP, size - 1, -_GROUP):
+        rows = slice(first, first + _GROUP)
+        _backward_group(mu[rows], s0_, g[rows], g_s0_, r, _ONE_GROUP)
+    _backward_group(mu[:size], s0_, g[:size], g_s0_, r, first_group)
     return block_entropy, bad
+
+
+@jit
+def _backward_group(src, src_s0, dst, dst_s0, r, group):
+    """Step 3 over the block for the ``len(group)`` agents of ``src``, g into ``dst`` over
+    the prefix products there, from and into the suffix products ``r``.
+    """
+    for s in range(r.size):
+        state = np.uint64(s)
+        column = dst_s0 + state
+        r[s] = _backward_state(src, src_s0 + state, dst, column, dst, column, r[s], len(group))
 
 
 @jit
@@ -790,24 +802,37 @@ def _coverage_of_group(src, src_s0, m, q, n, group):
 
 
 @jit
-def _forward(mu, s0, s1, work, prefix, prefix_s0):
-    """Step 1 for every group but the last, over the block: work's rows m and q the
-    coverage of their agents and its complement, and the exclusive prefix products where
-    g goes; return the count of states with a value outside [0, 1].
+def _forward(mu, s0, s1, work, prefix, prefix_s0, first_group):
+    """Step 1 over the block for every group but the last (the first of
+    ``len(first_group)`` agents, then groups of 8): work's rows m and q the coverage of
+    their agents and its complement, and the exclusive prefix products where g goes;
+    return the count of states with a value outside [0, 1].
     """
     n = s1 - s0
     m, q = work[0, :n], work[1, :n]
     m[:] = 0.0
     q[:] = 1.0
+    size = len(first_group)
+    s0_, prefix_s0_ = np.uint64(s0), np.uint64(prefix_s0)
+    bad = _forward_group(mu[:size], s0_, prefix[:size], prefix_s0_, m, q, first_group)
+    for first in range(size, mu.shape[0] - _GROUP, _GROUP):
+        rows = slice(first, first + _GROUP)
+        bad += _forward_group(mu[rows], s0_, prefix[rows], prefix_s0_, m, q, _ONE_GROUP)
+    return bad
+
+
+@jit
+def _forward_group(src, src_s0, dst, dst_s0, m, q, group):
+    """Step 1 over the block for the ``len(group)`` agents of ``src``, from and into the
+    rows m and q, their prefix products into ``dst``.
+    """
     bad = 0
-    for first in range(0, _last_group(mu), _GROUP):
-        src, src_s0, dst, dst_s0 = _group(mu, first, s0, prefix, prefix_s0)
-        for s in range(n):
-            state = np.uint64(s)
-            q[s], m[s], state_bad = _forward_state(
-                src, src_s0 + state, dst, dst_s0 + state, q[s], m[s], _GROUP
-            )
-            bad += state_bad
+    for s in range(m.size):
+        state = np.uint64(s)
+        q[s], m[s], state_bad = _forward_state(
+            src, src_s0 + state, dst, dst_s0 + state, q[s], m[s], len(group)
+        )
+        bad += state_bad
     return bad
 
 
