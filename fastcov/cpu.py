@@ -6,9 +6,10 @@ runs over chunks. Both partitions depend on (N, S) only, never on the thread cou
 is accumulated per block and summed in block order (exactly, with ``math.fsum``), so J and
 g are bit-identical whatever ``numba.set_num_threads`` says.
 
-Agents go in groups of ``_GROUP`` = 8, the last of 1 to 8 (N <= 8 agents are one group
-of exactly N); each size of group is its own compiled loop (see :func:`_group_type`).
-For each state of a group:
+Agents go in groups of ``_GROUP`` = 8 and one of the 1 to 8 left over (the first for
+the gradient, the last for mu(s), c(s) and J alone; N <= 8 agents are one group of
+exactly N); each size of group is its own compiled loop (see :func:`_group_type`). For
+each state of a group:
 
 1. forward over its agents i: check mu_i(s) in [0, 1], keep the exclusive prefix product
    prod_{j<i} (1 - mu_j(s)) for the way back, and update
@@ -169,14 +170,14 @@ def partition(n_agents):
 
 
 def _group_type(n_agents):
-    """The ``group`` of N agents: N zeros for N <= 8; for more, 8 + r zeros, r = 1 .. 8 the
-    size of the last group. Its length is a constant of the compiled code, so each
-    length is a kernel of its own, compiling only its own loops: N = 8 (one group of 8)
-    apart from N > 8 (groups of 8 chained through scratch rows; with one type for both, a
-    first value_and_grad at N = 8 float64 also compiled their loops: 14.6-16.6 s in an
-    empty cache on a 2-core Zen 4, against 8.1-8.5 s), and N > 8 by the size of their
-    last group, whose loop is compiled for its exact count (with all eight sizes in one
-    kernel, a first N = 9 compiled in 17.3 s against 9.7 with one).
+    """The ``group`` of N agents: N zeros for N <= 8; for more, 8 + r zeros, r = 1 .. 8 the size of
+    the group of agents left over from groups of 8. Its length is a constant of the compiled
+    code, so each length is a kernel of its own, compiling only its own loops: N = 8 (one
+    group of 8) apart from N > 8 (groups of 8 chained through scratch rows; with one type
+    for both, a first value_and_grad at N = 8 float64 also compiled their loops: 14.6-16.6 s
+    in an empty cache on a 2-core Zen 4, against 8.1-8.5 s), and N > 8 by the size of their
+    group left over, whose loops are compiled for its exact count (with all eight sizes in
+    one kernel, a first N = 9 compiled in 17.3 s against 9.7 with one).
     """
     if n_agents <= _GROUP:
         return (0,) * n_agents
@@ -582,7 +583,7 @@ def _policy_gradient_blocks(mu, dmu, eps, check, group, block, first, last, part
 # ---------------------------------------------------------------------------------------
 # Block steps, for states s0:s1 (n of them). N <= 8 agents are one group, which writes g
 # once, in its own dtype, into the caller's g at columns g_s0:g_s0 + n. More agents go in
-# groups of 8 and a last group of 1 to 8, whose g goes into a float64 g: the caller's
+# groups of 8 and one of 1 to 8, whose g goes into a float64 g: the caller's
 # where it is float64, else the chunk's block ``g_block`` (at column 0), rounded into the
 # caller's g afterwards.
 
@@ -957,17 +958,6 @@ def _tiles_typed(g, group, stream, tiled):
 def _last_group(mu):
     """First agent of the last group (0 for N = 0)."""
     return max(mu.shape[0] - 1, 0) // _GROUP * _GROUP
-
-
-@jit
-def _group(mu, first, s0, g, g_s0):
-    """(mu rows, their first column, g rows, their first column) of the whole group of
-    agents first .. first + 7 over the block from state s0. Columns are unsigned, so
-    indexing them needs no wraparound test, which would keep the loops over states from
-    vectorising.
-    """
-    last = first + _GROUP
-    return mu[first:last], np.uint64(s0), g[first:last], np.uint64(g_s0)
 
 
 # ---------------------------------------------------------------------------------------
