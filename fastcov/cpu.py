@@ -6,10 +6,9 @@ runs over chunks. Both partitions depend on (N, S) only, never on the thread cou
 is accumulated per block and summed in block order (exactly, with ``math.fsum``), so J and
 g are bit-identical whatever ``numba.set_num_threads`` says.
 
-Agents go in groups of ``_GROUP`` = 8 and one of the 1 to 8 left over (the first for
-the gradient, the last for mu(s), c(s) and J alone; N <= 8 agents are one group of
-exactly N); each size of group is its own compiled loop (see :func:`_group_type`). For
-each state of a group:
+Agents go in a first group of the 1 to 8 left over and groups of 8 after it (N <= 8
+agents are one group of exactly N); each size of group is its own compiled loop (see
+:func:`_group_type`). For each state of a group:
 
 1. forward over its agents i: check mu_i(s) in [0, 1], keep the exclusive prefix product
    prod_{j<i} (1 - mu_j(s)) for the way back, and update
@@ -654,15 +653,15 @@ def _several_groups(mu, s0, s1, eps, work, g, g_s0, group):
     n = s1 - s0
     first_group = group[_GROUP:]
     size, last = len(first_group), mu.shape[0] - _GROUP
-    s0_, g_s0_ = np.uint64(s0), np.uint64(g_s0)
+    src_s0, dst_s0 = np.uint64(s0), np.uint64(g_s0)
     bad = _forward(mu, s0, s1, work, g, g_s0, first_group)
-    bad += _last_group_steps(mu[last:], s0_, g[last:], g_s0_, work, n, eps, _ONE_GROUP)
+    bad += _last_group_steps(mu[last:], src_s0, g[last:], dst_s0, work, n, eps)
     block_entropy = _sum(work[1, :n])
     r = work[0, :n]
     for first in range(last - _GROUP, size - 1, -_GROUP):
         rows = slice(first, first + _GROUP)
-        _backward_group(mu[rows], s0_, g[rows], g_s0_, r, _ONE_GROUP)
-    _backward_group(mu[:size], s0_, g[:size], g_s0_, r, first_group)
+        _backward_group(mu[rows], src_s0, g[rows], dst_s0, r, _ONE_GROUP)
+    _backward_group(mu[:size], src_s0, g[:size], dst_s0, r, first_group)
     return block_entropy, bad
 
 
@@ -678,34 +677,33 @@ def _backward_group(src, src_s0, dst, dst_s0, r, group):
 
 
 @jit
-def _last_group_steps(src, src_s0, dst, dst_s0, work, n, eps, group):
-    """Steps 1 to 3 for the last of several groups, one state at a time, from the m and q
-    the groups before it left in work's rows 0 and 1: its prefix products wait in
+def _last_group_steps(src, src_s0, dst, dst_s0, work, n, eps):
+    """Steps 1 to 3 for the last of several groups (8 agents), one state at a time, from the m and
+    q the groups before it left in work's rows 0 and 1: its prefix products wait in
     registers, as in :func:`_one_group`. Each state's suffix product, which the groups
-    before it start from, replaces its m, and its J term its q: a row read and written
-    at the same state needs no overlap check, and LLVM vectorises the loop (with the two
-    written to other rows of work, it kept the loop scalar, 2x slower). Return the count
-    of states with a value outside [0, 1].
+    before it start from, replaces its m, and its J term its q: a row read and written at
+    the same state needs no overlap check, and LLVM vectorises the loop (with the two
+    written to other rows of work, it kept the loop scalar, 2x slower). Return the count of
+    states with a value outside [0, 1].
     """
     _vmath.prefer_wide_vectors()
-    values, prefix = _stack.column(group), _stack.column(group)
-    size = len(group)
+    values, prefix = _stack.column(_ONE_GROUP), _stack.column(_ONE_GROUP)
     m_then_r, q_then_term = work[0, :n], work[1, :n]
     log_eps = _log_eps(eps)
     first = np.uint64(0)
     bad = 0
     for s in range(n):
         state = np.uint64(s)
-        for k in range(np.uint64(size)):
+        for k in range(np.uint64(_GROUP)):
             values[k, first] = src[k, src_s0 + state]
         q, m, state_bad = _forward_state(
-            values, first, prefix, first, q_then_term[s], m_then_r[s], size
+            values, first, prefix, first, q_then_term[s], m_then_r[s], _GROUP
         )
         bad += state_bad
         log_m = _log_mu(m, q)
         q_then_term[s] = _entropy_term(m, log_m)
         r = -_log_weight(m, log_m, eps, log_eps)
-        m_then_r[s] = _backward_state(values, first, prefix, first, dst, dst_s0 + state, r, size)
+        m_then_r[s] = _backward_state(values, first, prefix, first, dst, dst_s0 + state, r, _GROUP)
     return bad
 
 
@@ -769,18 +767,19 @@ def _coverage_steps_typed(mu, s0, s1, work, group, with_log):
 
 @jit
 def _coverage_of_groups(mu, s0, s1, m, q, group):
-    """Step 1 for every group over the block (the last of its exact size, from ``group``),
-    into the rows m = mu(s) and q = 1 - mu(s); return the count of states with a value
-    outside [0, 1].
+    """Step 1 for every group over the block (as for g: first the agents left over, as many
+    as ``group`` says, then groups of 8), into the rows m = mu(s) and q = 1 - mu(s); return
+    the count of states with a value outside [0, 1].
     """
     n = s1 - s0
     m[:] = 0.0
     q[:] = 1.0
-    last = _last_group(mu)
-    bad = 0
-    for first in range(0, last, _GROUP):
-        bad += _coverage_of_group(mu[first : first + _GROUP], np.uint64(s0), m, q, n, _ONE_GROUP)
-    return bad + _coverage_of_group(mu[last:], np.uint64(s0), m, q, n, group[_GROUP:])
+    first_group = group[_GROUP:]
+    size, src_s0 = len(first_group), np.uint64(s0)
+    bad = _coverage_of_group(mu[:size], src_s0, m, q, n, first_group)
+    for first in range(size, mu.shape[0], _GROUP):
+        bad += _coverage_of_group(mu[first : first + _GROUP], src_s0, m, q, n, _ONE_GROUP)
+    return bad
 
 
 @jit
@@ -814,11 +813,11 @@ def _forward(mu, s0, s1, work, prefix, prefix_s0, first_group):
     m[:] = 0.0
     q[:] = 1.0
     size = len(first_group)
-    s0_, prefix_s0_ = np.uint64(s0), np.uint64(prefix_s0)
-    bad = _forward_group(mu[:size], s0_, prefix[:size], prefix_s0_, m, q, first_group)
+    src_s0, dst_s0 = np.uint64(s0), np.uint64(prefix_s0)
+    bad = _forward_group(mu[:size], src_s0, prefix[:size], dst_s0, m, q, first_group)
     for first in range(size, mu.shape[0] - _GROUP, _GROUP):
         rows = slice(first, first + _GROUP)
-        bad += _forward_group(mu[rows], s0_, prefix[rows], prefix_s0_, m, q, _ONE_GROUP)
+        bad += _forward_group(mu[rows], src_s0, prefix[rows], dst_s0, m, q, _ONE_GROUP)
     return bad
 
 
@@ -952,12 +951,6 @@ def _tiles_typed(g, group, stream, tiled):
     if not never and _tiles_pay(str(g.dtype), len(group.types)):
         return lambda g, group, stream, tiled: tiled
     return lambda g, group, stream, tiled: None
-
-
-@jit
-def _last_group(mu):
-    """First agent of the last group (0 for N = 0)."""
-    return max(mu.shape[0] - 1, 0) // _GROUP * _GROUP
 
 
 # ---------------------------------------------------------------------------------------
