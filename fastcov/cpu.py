@@ -413,18 +413,12 @@ def _rows_alias(row_bytes):
 
 
 @jit
-def _scratch(mu, block, g_in_block):
+def _scratch(mu, block, g_rows):
     """A chunk's scratch: float64 rows (m, q, log_m or the J terms, r or a streamed
-    c(s)) and a float64 g block with a row per agent. No wider than S: small calls then
+    c(s)) and a float64 g block of ``g_rows`` rows. No wider than S: small calls then
     stay clear of the allocator's page-mapping sizes.
-
-    N <= 8 agents are one group of N, which needs no g block unless g itself is computed
-    there (``g_in_block``: the policy gradient) rather than straight into the caller's g,
-    or not at all (the sweeps of mu(s), c(s) and J alone).
     """
     width = min(block, mu.shape[1])
-    n_agents = mu.shape[0]
-    g_rows = n_agents if n_agents > _GROUP or g_in_block else 0
     # Rows a line longer than the block where the block's width (a power of two, or S)
     # puts them _ALIASING_BYTES apart (float32 N = 9, 12 at S = 1e7 on a 2-core Zen 4:
     # 1.24-1.31x slower). The float64 rows decide: mu's dtype is never wider.
@@ -480,8 +474,11 @@ def _sweep_blocks(mu, eps, what, states_out, grad_out, stream, group, block, fir
     """The sweep over blocks first .. last - 1 (one chunk's), with its own scratch: their
     J partials into ``partials``; returns their count of states with a value outside [0, 1].
     """
-    n_states = mu.shape[1]
-    work, g_block = _scratch(mu, block, False)
+    n_agents, n_states = mu.shape
+    # A g block where several groups may compute g there (a float32 g, or rows 4 KiB
+    # apart); one group writes g straight, and mu(s), c(s) and J alone keep no g.
+    several = what == _WRITE_GRADIENT and n_agents > _GROUP
+    work, g_block = _scratch(mu, block, n_agents if several else 0)
     bad = 0
     for b in range(first, last):
         s0, s1 = b * block, min((b + 1) * block, n_states)
@@ -562,7 +559,7 @@ def _policy_gradient_blocks(mu, dmu, eps, check, group, block, first, last, part
     in dmu.
     """
     n_agents, n_states = mu.shape
-    work, g = _scratch(mu, block, True)
+    work, g = _scratch(mu, block, n_agents)  # g computed in a block, then contracted
     n_parameters = dmu.shape[2]
     interleaved = n_parameters <= _interleave.MAX_PARAMETERS
     lanes = np.empty((n_parameters if interleaved else 0, _interleave.LANES))

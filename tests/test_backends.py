@@ -178,7 +178,7 @@ def test_scratch_rows_are_not_a_multiple_of_4_kib_apart(n_agents, n_states):
     # aliasing; float32 N = 9 and 12 at S = 1e7 ran 1.24-1.31x slower).
     mu = np.zeros((n_agents, n_states))
     block = cpu.partition(n_agents)[1]
-    for array in cpu._scratch(mu, block, True):
+    for array in cpu._scratch(mu, block, n_agents):
         assert array.shape[1] >= min(block, n_states)
         if array.shape[0] > 1:
             assert array.strides[0] % cpu._ALIASING_BYTES != 0

@@ -57,9 +57,9 @@ def test_repeat_calls_and_thread_counts_agree_bitwise(restore_threads, dtype):
 def test_one_chunk_on_this_thread_is_the_parallel_kernels(n_agents, what, dtype):
     # A call of one chunk, or any call in a process forked after GNU OpenMP started,
     # skips the threading layer: its serial driver must give the parallel kernel's bits
-    # (several blocks, a padded group, bad values counted; a float32 g written straight
-    # (N <= 8) or rounded from a float64 block, streamed and not; the policy gradient's
-    # partial sums of one chunk and of three).
+    # (several blocks, a group of the agents left over, bad values counted; a float32 g
+    # written straight (N <= 8) or rounded from a float64 block, streamed and not; the
+    # policy gradient's partial sums of one chunk and of three).
     from fastcov import _interleave, cpu
 
     rng = np.random.default_rng(n_agents)
