@@ -71,8 +71,34 @@ def _info():
     print(f"numpy {np.__version__}, numba {numba.__version__}")
     print(f"backends: {', '.join(available_backends())}")
     print(f"cpu threads: {numba.get_num_threads()} (NUMBA_NUM_THREADS or numba.set_num_threads)")
+    print(f"cpu target: {_cpu_target()}")
     print(f"cuda: {_cuda_status()}")
     return 0
+
+
+#: (LLVM feature, what it gives the CPU kernels), the widest first.
+_SIMD = (
+    ("avx512f", "AVX-512, 512-bit vectors"),
+    ("avx2", "AVX2, 256-bit vectors"),
+    ("sse2", "SSE2, 128-bit vectors"),
+    ("sve", "SVE"),
+    ("neon", "NEON, 128-bit vectors"),
+)
+
+
+def _cpu_target():
+    """The processor Numba compiles the CPU kernels for, and the widest vectors it has:
+    what their speed depends on most, after the thread count.
+    """
+    import numba
+    from llvmlite import binding as llvm
+
+    if numba.config.CPU_NAME:  # set for a cache that other processors can load
+        return f"{numba.config.CPU_NAME} (NUMBA_CPU_NAME)"
+    features = llvm.get_host_cpu_features()
+    widest = next((label for feature, label in _SIMD if features.get(feature)), None)
+    name = llvm.get_host_cpu_name()
+    return f"{name}, {widest}" if widest else name
 
 
 def _cuda_status():

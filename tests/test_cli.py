@@ -25,6 +25,23 @@ def test_info_lists_backends():
     assert "backends: cpu, numpy" in result.stdout
 
 
+def test_info_names_the_processor_the_kernels_are_compiled_for():
+    from llvmlite import binding as llvm
+
+    line = next(x for x in _fastcov("info").stdout.splitlines() if x.startswith("cpu target: "))
+    assert line.startswith(f"cpu target: {llvm.get_host_cpu_name()}")
+    features = llvm.get_host_cpu_features()
+    if features.get("avx512f"):
+        assert line.endswith("AVX-512, 512-bit vectors")
+    elif features.get("avx2"):
+        assert line.endswith("AVX2, 256-bit vectors")
+
+
+def test_info_names_a_processor_set_by_numba_cpu_name(monkeypatch):
+    monkeypatch.setenv("NUMBA_CPU_NAME", "generic")
+    assert "cpu target: generic (NUMBA_CPU_NAME)\n" in _fastcov("info").stdout
+
+
 def test_run_prints_entropy_and_saves_gradient(tmp_path):
     mu = np.random.default_rng(0).random((3, 8, 8))
     np.save(tmp_path / "mu.npy", mu)
